@@ -1,0 +1,226 @@
+# The harness doing what DSPex does with Snakepit's SessionStore, against the Python sidecar.
+#
+#     cd elixir_harness && mix run demo.exs
+#
+# Needs python3 with the sidecar's dependencies; the `sidecar` package is found through the
+# repository root (or installed with `pip install -e .` at the root).
+
+defmodule Snakepit.Bridge.SessionStore do
+  @moduledoc "Snakepit's SessionStore, replaced by the drop-in: DSPex code calls it unchanged."
+  use SnakepitSidecar.DropIn
+end
+
+defmodule Demo.TelemetryPrinter do
+  @moduledoc """
+  Prints telemetry events as they happen. The demo has no :telemetry dependency, so when
+  :telemetry is not available it defines a tiny stand-in with the same calling shape.
+  """
+
+  def install(events) do
+    unless Code.ensure_loaded?(:telemetry), do: define_stand_in()
+    :telemetry.attach_many("demo-printer", events, &__MODULE__.handle/4, nil)
+  end
+
+  def handle(event, measurements, metadata, _config) do
+    shown = Map.drop(metadata, [:server])
+
+    measurements =
+      case measurements do
+        %{duration: native} ->
+          measurements
+          |> Map.drop([:duration, :system_time])
+          |> Map.put(:duration_ms, System.convert_time_unit(native, :native, :millisecond))
+
+        other ->
+          Map.delete(other, :system_time)
+      end
+
+    IO.puts(
+      "    \e[2mtelemetry #{inspect(event)} #{inspect(measurements)} #{inspect(shown)}\e[0m"
+    )
+  end
+
+  defp define_stand_in do
+    Code.compile_string("""
+    defmodule :telemetry do
+      @moduledoc "Demo stand-in for :telemetry (execute/3, attach_many/4)."
+      def attach_many(id, events, fun, config) do
+        :persistent_term.put({__MODULE__, id}, {events, fun, config})
+        :ok
+      end
+
+      def execute(event, measurements, metadata) do
+        for {{__MODULE__, _id}, {events, fun, config}} <- :persistent_term.get(),
+            event in events,
+            do: fun.(event, measurements, metadata, config)
+
+        :ok
+      end
+    end
+    """)
+  end
+end
+
+defmodule Demo do
+  @moduledoc "The steps of the demo."
+  alias Snakepit.Bridge.SessionStore, as: Store
+
+  def step(title), do: IO.puts("\n\e[1m== #{title}\e[0m")
+  def show(label, value), do: IO.puts("  #{label}: #{inspect(value, pretty: true, limit: 12)}")
+
+  def run do
+    Demo.TelemetryPrinter.install(
+      SnakepitSidecar.Telemetry.sidecar_events() ++
+        [[:snakepit_sidecar, :connection, :up], [:snakepit_sidecar, :connection, :down]]
+    )
+
+    step("Start a supervisor with the store under it")
+
+    {:ok, sup} =
+      Supervisor.start_link(
+        [{Store, cleanup_interval: 30_000, sidecar_args: ["--log-level", "warning"]}],
+        strategy: :one_for_one
+      )
+
+    show("store", Process.whereis(Store))
+    show("sidecar os pid", Store.sidecar_info().os_pid)
+
+    step("A context session")
+    {:ok, session} = Store.create_session("ctx_demo", ttl: 600, metadata: %{owner: "dspex"})
+    show("session", Map.take(session, [:__struct__, :id, :ttl, :metadata]))
+
+    step("Variables of several types, with constraints")
+
+    {:ok, temp_id} =
+      Store.register_variable("ctx_demo", :temperature, :float, 0.7,
+        constraints: %{min: 0.0, max: 2.0},
+        description: "LLM sampling temperature"
+      )
+
+    show("temperature id", temp_id)
+
+    {:ok, _} =
+      Store.register_variable("ctx_demo", :max_tokens, :integer, 256,
+        constraints: %{min: 1, max: 4096}
+      )
+
+    {:ok, _} =
+      Store.register_variable("ctx_demo", "model", :choice, "gpt-4",
+        constraints: %{choices: ["gpt-4", "claude"]}
+      )
+
+    {:ok, _} = Store.register_variable("ctx_demo", :verbose, :boolean, "false")
+
+    {:ok, _} =
+      Store.register_variable("ctx_demo", :style, :string, "concise",
+        constraints: %{max_length: 20}
+      )
+
+    {:ok, _} =
+      Store.register_variable("ctx_demo", :query_vec, :embedding, [0.1, 0.2, 0.3],
+        constraints: %{dimensions: 3}
+      )
+
+    step("Read them")
+    show("temperature", Store.get_variable_value("ctx_demo", :temperature))
+    show("verbose (\"false\" coerced)", Store.get_variable_value("ctx_demo", :verbose))
+    {:ok, vars} = Store.list_variables("ctx_demo")
+    show("names in registration order", Enum.map(vars, & &1.name))
+
+    show(
+      "get_variables",
+      Store.get_variables("ctx_demo", [:temperature, :missing])
+      |> elem(1)
+      |> Map.update!(:found, &Map.keys/1)
+    )
+
+    step("Update one by one")
+    show("temperature := 1.2", Store.update_variable("ctx_demo", :temperature, 1.2))
+    show("temperature := 5.0", Store.update_variable("ctx_demo", :temperature, 5.0))
+    show("max_tokens := 1.5", Store.update_variable("ctx_demo", :max_tokens, 1.5))
+    {:ok, temperature} = Store.get_variable("ctx_demo", :temperature)
+    show("temperature now", Map.take(temperature, [:value, :version]))
+
+    step("Batch updates")
+    show("non-atomic", Store.update_variables("ctx_demo", %{temperature: 0.3, max_tokens: 0}))
+
+    show(
+      "atomic, rejected",
+      Store.update_variables("ctx_demo", %{temperature: 0.9, style: 42}, atomic: true)
+    )
+
+    show(
+      "temperature unchanged by the rejected batch",
+      Store.get_variable_value("ctx_demo", :temperature)
+    )
+
+    show(
+      "atomic, accepted",
+      Store.update_variables("ctx_demo", %{temperature: 0.9, style: "terse"}, atomic: true)
+    )
+
+    step("Export into a second session")
+    {:ok, exported} = Store.export_variables("ctx_demo")
+    {:ok, _} = Store.create_session("ctx_copy")
+    show("import_variables", Store.import_variables("ctx_copy", exported))
+    show("copy's temperature", Store.get_variable_value("ctx_copy", "temperature"))
+
+    step("Programs")
+    program = %{signature: {:chain_of_thought, [:question], [:answer]}, demos: [], lm: "gpt-4"}
+    show("store_program", Store.store_program("ctx_demo", "prog_1", program))
+
+    show(
+      "get_program round-trips exactly",
+      Store.get_program("ctx_demo", "prog_1") == {:ok, program}
+    )
+
+    show("store_global_program", Store.store_global_program("anon_prog", program))
+
+    show(
+      "update_session (runs here, atomically)",
+      Store.update_session("ctx_demo", fn s -> %{s | metadata: Map.put(s.metadata, :runs, 1)} end)
+      |> then(fn {:ok, s} -> s.metadata end)
+    )
+
+    show(
+      "stats",
+      Map.take(Store.get_stats(), [:sessions_created, :current_sessions, :global_programs_stored])
+    )
+
+    step("Kill the sidecar with SIGKILL: the store starts a new, empty one")
+    old_os_pid = Store.sidecar_info().os_pid
+    SnakepitSidecar.OSProcess.kill(old_os_pid)
+    wait_until(fn -> Store.sidecar_info().os_pid not in [nil, old_os_pid] end)
+    show("new sidecar os pid", Store.sidecar_info().os_pid)
+    show("session survived?", Store.session_exists?("ctx_demo"))
+
+    step("Kill the store process: the supervisor restarts it (and a new sidecar)")
+    old_store = Process.whereis(Store)
+    Process.exit(old_store, :kill)
+    wait_until(fn -> (pid = Process.whereis(Store)) && pid != old_store end)
+    show("store was", old_store)
+    show("store now", Process.whereis(Store))
+    show("serving again", Store.create_session("after_restart") |> elem(0))
+
+    step("Stop")
+    Supervisor.stop(sup)
+    IO.puts("  done.")
+  end
+
+  defp wait_until(fun, tries \\ 250) do
+    cond do
+      safe(fun) -> :ok
+      tries == 0 -> raise "timed out waiting"
+      true -> Process.sleep(20) && wait_until(fun, tries - 1)
+    end
+  end
+
+  defp safe(fun) do
+    fun.()
+  catch
+    :exit, _ -> false
+  end
+end
+
+Logger.configure(level: :warning)
+Demo.run()

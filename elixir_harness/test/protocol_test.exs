@@ -1,0 +1,109 @@
+defmodule SnakepitSidecar.ProtocolTest do
+  use ExUnit.Case, async: true
+
+  alias SnakepitSidecar.Protocol
+
+  describe "encoding" do
+    test "hello is {:hello, 1, opts} in the external term format" do
+      bytes = Protocol.encode_hello(%{default_ttl: 10})
+      assert <<131, _::binary>> = bytes
+      assert :erlang.binary_to_term(bytes) == {:hello, 1, %{default_ttl: 10}}
+    end
+
+    test "call is {:call, id, function, args}" do
+      bytes = Protocol.encode_call(7, :get_session, ["s1"])
+      assert :erlang.binary_to_term(bytes) == {:call, 7, :get_session, ["s1"]}
+    end
+
+    test "call refuses a negative id or a non-atom function" do
+      assert_raise FunctionClauseError, fn -> Protocol.encode_call(-1, :ping, []) end
+      assert_raise FunctionClauseError, fn -> Protocol.encode_call(1, "ping", []) end
+    end
+  end
+
+  describe "decoding well-formed frames" do
+    test "welcome, reply, telemetry, log, protocol_error" do
+      frames = [
+        {:welcome, 1, %{os_pid: 12, protocol_versions: [1]}},
+        {:reply, 3, {:ok, %{a: [1.0, nil, true]}}},
+        {:telemetry, [:snakepit, :session_store, :variable, :get], %{count: 1},
+         %{cache_hit: false}},
+        {:log, :warning, "careful", %{module: "x"}},
+        {:protocol_error, :decode_error, "not a term"}
+      ]
+
+      for frame <- frames do
+        assert Protocol.decode(:erlang.term_to_binary(frame)) == {:ok, frame}
+      end
+    end
+
+    test "reply results keep their exact types" do
+      result = {:ok, [1, 1.0, :one, "one", nil, true, {1}, %{"k" => <<0, 255>>}]}
+      bytes = :erlang.term_to_binary({:reply, 0, result})
+      assert {:ok, {:reply, 0, decoded}} = Protocol.decode(bytes)
+      assert decoded === result
+    end
+
+    test "compressed frames decode" do
+      frame = {:reply, 9, String.duplicate("x", 10_000)}
+      bytes = :erlang.term_to_binary(frame, compressed: 9)
+      assert Protocol.decode(bytes) == {:ok, frame}
+    end
+  end
+
+  describe "decoding defensively" do
+    test "garbage is a decode error, not an exception" do
+      assert Protocol.decode(<<1, 2, 3>>) == {:error, :decode_error}
+      assert Protocol.decode(<<>>) == {:error, :decode_error}
+      assert Protocol.decode(<<131>>) == {:error, :decode_error}
+    end
+
+    test "valid terms that are not frames are unexpected frames" do
+      for term <- [
+            :hello,
+            {:reply, -1, :ok},
+            {:reply, "1", :ok},
+            {:log, :loud, "x", %{}},
+            {:telemetry, [], %{}, %{}},
+            {:telemetry, ["a"], %{}, %{}},
+            {:welcome, 1, :not_a_map},
+            {:protocol_error, :x, :not_binary}
+          ] do
+        assert Protocol.decode(:erlang.term_to_binary(term)) ==
+                 {:error, {:unexpected_frame, term}}
+      end
+    end
+
+    test "a reply holding an unknown atom is refused, with its id read from the header" do
+      # Build the external format by hand so that the atom never exists on this node.
+      unknown = "snakepit_sidecar_atom_that_does_not_exist_#{System.unique_integer([:positive])}"
+
+      bytes =
+        <<131, 104, 3, 119, 5, "reply", 98, 70_000::32, 119, byte_size(unknown), unknown::binary>>
+
+      assert Protocol.decode(bytes) == {:error, {:undecodable_reply, 70_000}}
+      assert_raise ArgumentError, fn -> String.to_existing_atom(unknown) end
+    end
+
+    test "a truncated reply still yields its id" do
+      bytes = :erlang.term_to_binary({:reply, 5, String.duplicate("a", 100)})
+      truncated = binary_part(bytes, 0, byte_size(bytes) - 10)
+      assert Protocol.decode(truncated) == {:error, {:undecodable_reply, 5}}
+    end
+
+    test "peek_reply_id reads small, 32-bit and big ids" do
+      for id <- [0, 255, 256, 2_000_000_000, 2 ** 40] do
+        bytes = :erlang.term_to_binary({:reply, id, :ok})
+        assert Protocol.peek_reply_id(bytes) == {:ok, id}
+      end
+
+      assert Protocol.peek_reply_id(:erlang.term_to_binary({:log, 1, 2, 3})) == :error
+    end
+
+    test "the contract's vocabulary exists as atoms" do
+      for atom <- Protocol.vocabulary() do
+        assert String.to_existing_atom(Atom.to_string(atom)) == atom
+      end
+    end
+  end
+end

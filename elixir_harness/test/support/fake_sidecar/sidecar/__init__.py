@@ -1,0 +1,1 @@
+"""A scripted stand-in for the sidecar, for the harness's handshake and fault tests."""

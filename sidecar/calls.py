@@ -1,0 +1,224 @@
+"""The call table: function names, accepted arities, argument checks and defaults.
+
+`dispatch(store, name, args)` turns one `{:call, id, function, args}` into a store method call
+and returns `(result_term, events)`. It never raises for anything a client can send:
+
+    unknown function          {:error, {:unknown_call, name}}
+    wrong number of args      {:error, {:bad_arity, name, given, accepted}}
+    argument of wrong type    {:error, {:bad_argument, name, position, expected}}  (1-based)
+    a defect in the store     {:error, {:internal_error, message}}  (logged)
+
+Argument checks only refuse what the original's function heads refused (a session function
+given a non-binary id, a name that is not an atom or binary, ...). Where the contract defines
+a validation error for a value (create_session("") -> :invalid_id, a bad ttl -> :invalid_ttl),
+the argument passes through and the store answers the contract's error. Variable and program
+calls accept any session id, as the original did: an unknown one is :session_not_found.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .structs import is_binary, is_integer
+from .terms import Atom, is_identifier
+
+log = logging.getLogger(__name__)
+
+ERROR = Atom("error")
+A_UNKNOWN_CALL = Atom("unknown_call")
+A_BAD_ARITY = Atom("bad_arity")
+A_BAD_ARGUMENT = Atom("bad_argument")
+A_INTERNAL_ERROR = Atom("internal_error")
+
+_NO_DEFAULT = object()
+
+
+class BadArgument(Exception):
+    """An argument of the wrong type; `expected` names what was wanted."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__(expected)
+        self.expected = expected
+
+
+# argument checkers: return the argument in the form the store takes, or raise BadArgument ----
+
+
+def any_term(term: Any) -> Any:
+    return term
+
+
+def binary(term: Any) -> Any:
+    if not is_binary(term):
+        raise BadArgument("binary")
+    return term
+
+
+def identifier(term: Any) -> Any:
+    if not is_identifier(term):
+        raise BadArgument("atom or binary")
+    return term
+
+
+def a_map(term: Any) -> dict:
+    if not isinstance(term, dict):
+        raise BadArgument("map")
+    return term
+
+
+def a_list(term: Any) -> list:
+    if not isinstance(term, list):
+        raise BadArgument("list")
+    return term
+
+
+def identifier_list(term: Any) -> list:
+    if not isinstance(term, list) or not all(is_identifier(item) for item in term):
+        raise BadArgument("list of atoms or binaries")
+    return term
+
+
+def identifier_keyed_map(term: Any) -> dict:
+    if not isinstance(term, dict) or not all(is_identifier(key) for key in term):
+        raise BadArgument("map with atom or binary keys")
+    return term
+
+
+def integer(term: Any) -> int:
+    if not is_integer(term):
+        raise BadArgument("integer")
+    return term
+
+
+def non_negative_integer(term: Any) -> int:
+    if not is_integer(term) or term < 0:
+        raise BadArgument("non-negative integer")
+    return term
+
+
+def options(term: Any) -> dict:
+    """A keyword list (first occurrence of a key wins, as Keyword.get) or a map with atom keys."""
+    if isinstance(term, dict):
+        return term
+    if isinstance(term, list):
+        converted: dict = {}
+        for item in term:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Atom)):
+                raise BadArgument("keyword list or map")
+            converted.setdefault(item[0], item[1])
+        return converted
+    raise BadArgument("keyword list or map")
+
+
+# the table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    check: Callable[[Any], Any]
+    default: Any = _NO_DEFAULT
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    method: str
+    params: tuple[Param, ...]
+    test_only: bool = False
+
+    @property
+    def arities(self) -> list[int]:
+        required = sum(1 for param in self.params if param.default is _NO_DEFAULT)
+        return list(range(required, len(self.params) + 1))
+
+
+def _spec(method: str, *params: Param, test_only: bool = False) -> CallSpec:
+    return CallSpec(method, params, test_only)
+
+
+_ = Param
+CALLS: dict[Atom, CallSpec] = {
+    Atom(name): spec
+    for name, spec in {
+        # sessions (create_session / store_worker_session validate their id themselves)
+        "create_session": _spec("create_session", _(any_term), _(options, {})),
+        "get_session": _spec("get_session", _(binary)),
+        "delete_session": _spec("delete_session", _(binary)),
+        "session_exists?": _spec("session_exists", _(binary)),
+        "list_sessions": _spec("list_sessions"),
+        "cleanup_expired_sessions": _spec("cleanup_expired_sessions"),
+        "get_stats": _spec("get_stats"),
+        "store_worker_session": _spec("store_worker_session", _(any_term), _(any_term)),
+        "fetch_session_for_update": _spec("fetch_session_for_update", _(binary)),
+        "put_session_if": _spec("put_session_if", _(binary), _(integer), _(any_term)),
+        # programs
+        "store_global_program": _spec("store_global_program", _(binary), _(any_term)),
+        "get_global_program": _spec("get_global_program", _(binary)),
+        "delete_global_program": _spec("delete_global_program", _(binary)),
+        "store_program": _spec("store_program", _(any_term), _(any_term), _(any_term)),
+        "update_program": _spec("update_program", _(any_term), _(any_term), _(any_term)),
+        "get_program": _spec("get_program", _(any_term), _(any_term)),
+        # variables
+        "register_variable": _spec(
+            "register_variable", _(any_term), _(identifier), _(any_term), _(any_term), _(options, {})
+        ),
+        "get_variable": _spec("get_variable", _(any_term), _(identifier)),
+        # "the value, or default on any error": no argument can be wrong here
+        "get_variable_value": _spec("get_variable_value", _(any_term), _(any_term), _(any_term, None)),
+        "update_variable": _spec("update_variable", _(any_term), _(identifier), _(any_term), _(a_map, {})),
+        "delete_variable": _spec("delete_variable", _(any_term), _(identifier)),
+        # a boolean question: anything that is not a variable is simply not there
+        "has_variable?": _spec("has_variable", _(any_term), _(any_term)),
+        "list_variables": _spec("list_variables", _(any_term), _(binary, None)),
+        "get_variables": _spec("get_variables", _(any_term), _(identifier_list)),
+        "update_variables": _spec("update_variables", _(any_term), _(identifier_keyed_map), _(options, {})),
+        "export_variables": _spec("export_variables", _(any_term)),
+        "import_variables": _spec("import_variables", _(any_term), _(a_list)),
+        # extensions
+        "start_optimization": _spec("start_optimization", _(any_term), _(identifier), _(any_term), _(any_term)),
+        "end_optimization": _spec("end_optimization", _(any_term), _(identifier)),
+        "ping": _spec("ping"),
+        "run_cleanup": _spec("run_cleanup"),
+        "__advance_clock__": _spec("advance_clock", _(non_negative_integer), test_only=True),
+        "__reset__": _spec("reset", test_only=True),
+    }.items()
+}
+
+
+def _error(reason: Any) -> tuple:
+    return (ERROR, reason)
+
+
+def lookup(store: Any, name: Any) -> Optional[CallSpec]:
+    """The spec of a call this store serves, or None."""
+    spec = CALLS.get(name) if isinstance(name, Atom) else None
+    if spec is None or (spec.test_only and not store.config.enable_test_calls):
+        return None
+    return spec
+
+
+def dispatch(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
+    """Run one call: `(result_term, events)`. Never raises."""
+    spec = lookup(store, name)
+    if spec is None:
+        return _error((A_UNKNOWN_CALL, name)), []
+    if not isinstance(args, list):
+        return _error((A_BAD_ARGUMENT, name, 0, "list of arguments")), []
+    arities = spec.arities
+    if len(args) not in arities:
+        return _error((A_BAD_ARITY, name, len(args), arities)), []
+    call_args = []
+    for position, param in enumerate(spec.params, start=1):
+        if position > len(args):
+            call_args.append(param.default)
+            continue
+        try:
+            call_args.append(param.check(args[position - 1]))
+        except BadArgument as bad:
+            return _error((A_BAD_ARGUMENT, name, position, bad.expected)), []
+    try:
+        return getattr(store, spec.method)(*call_args)
+    except Exception as exc:  # a defect: the store changes records only after its checks pass
+        log.exception("call %s failed", name.name)
+        return _error((A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), []

@@ -1,0 +1,881 @@
+"""The Erlang external term format (ETF) <-> the native terms of `sidecar.terms`.
+
+Public entry points:
+
+    decode(data) -> term           one ETF term (first byte 131) -> native term
+    encode(term) -> bytes          native term -> ETF, with the 131 version byte
+    encode_frame(term) -> bytes    4-byte big-endian length + encode(term) ({:packet, 4})
+    peek_call_id(prefix) -> int | None
+                                   the id of a `{:call, id, _, _}` frame from its first bytes
+    decode_via_erlang_py / encode_via_erlang_py
+                                   the same on top of erlang-py plus a mapping layer; slow,
+                                   kept as the reference oracle for tests
+
+`decode`/`encode` are a direct codec (bytes indexing, `struct.unpack_from`, no intermediate
+wrapper objects) because erlang-py is pure Python and too slow for the port's hot path.
+
+Malformed input of any kind raises `DecodeError` (a ValueError); a Python object with no
+Elixir form (or a NaN/infinite float, an atom over 255 characters) raises `EncodeError` (a
+TypeError). Nothing else escapes for bad bytes.
+
+Decoding follows what `:erlang.binary_to_term/1` accepts: non-finite floats, duplicate map
+keys, atoms over 255 characters and atom cache references are rejected; a LIST_EXT whose tail
+is a list is flattened into one proper list; the unused low bits of a bitstring are zeroed.
+Map keys that Python would merge (1, 1.0, true; 0.0 and -0.0) are kept apart by wrapping the
+later one in `StrictKey`; list/map keys become `ListKey`/`MapKey` (see `terms.hashable_key`).
+
+Limits of the erlang-py path (the reason the fast path does not use it): it merges map keys
+1, 1.0 and true (erlang-py builds a plain dict first), turns lists inside map-valued map keys
+into tuples (its `frozendict`) and fails on tuple keys holding a map; and its pid/port/ref
+bytes are its own re-encoding (an OTP 24 ATOM_EXT node name comes back as SMALL_ATOM_EXT).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from typing import Any, Callable
+
+import erlang
+
+from .terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "MAX_UNCOMPRESSED_SIZE",
+    "decode",
+    "encode",
+    "encode_frame",
+    "peek_call_id",
+    "decode_via_erlang_py",
+    "encode_via_erlang_py",
+]
+
+
+class DecodeError(ValueError):
+    """The bytes are not one valid external term (or one this codec cannot represent)."""
+
+
+class EncodeError(TypeError):
+    """The Python object has no Elixir form that the BEAM can decode."""
+
+
+#: Default bound on the uncompressed size of a compressed term (zip-bomb guard).
+MAX_UNCOMPRESSED_SIZE = 64 * 1024 * 1024
+
+VERSION = 131
+
+# ETF tags
+NEW_FLOAT_EXT = 70
+BIT_BINARY_EXT = 77
+ATOM_CACHE_REF = 78
+COMPRESSED = 80
+NEW_PID_EXT = 88
+NEW_PORT_EXT = 89
+NEWER_REFERENCE_EXT = 90
+SMALL_INTEGER_EXT = 97
+INTEGER_EXT = 98
+FLOAT_EXT = 99
+ATOM_EXT = 100
+REFERENCE_EXT = 101
+PORT_EXT = 102
+PID_EXT = 103
+SMALL_TUPLE_EXT = 104
+LARGE_TUPLE_EXT = 105
+NIL_EXT = 106
+STRING_EXT = 107
+LIST_EXT = 108
+BINARY_EXT = 109
+SMALL_BIG_EXT = 110
+LARGE_BIG_EXT = 111
+NEW_FUN_EXT = 112
+EXPORT_EXT = 113
+NEW_REFERENCE_EXT = 114
+SMALL_ATOM_EXT = 115
+MAP_EXT = 116
+FUN_EXT = 117
+ATOM_UTF8_EXT = 118
+SMALL_ATOM_UTF8_EXT = 119
+V4_PORT_EXT = 120
+
+_ATOM_TAGS = frozenset((ATOM_EXT, SMALL_ATOM_EXT, ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT))
+_INT_TAGS = frozenset((SMALL_INTEGER_EXT, INTEGER_EXT, SMALL_BIG_EXT, LARGE_BIG_EXT))
+_MAX_ATOM_CHARS = 255
+_SPECIAL_ATOMS: dict[str, Any] = {"nil": None, "true": True, "false": False}
+_MISSING = object()
+
+_unpack_I = struct.Struct(">I").unpack_from
+_unpack_i = struct.Struct(">i").unpack_from
+_unpack_d = struct.Struct(">d").unpack_from
+_unpack_H = struct.Struct(">H").unpack_from
+_pack_BI = struct.Struct(">BI").pack
+_pack_Bi = struct.Struct(">Bi").pack
+_pack_Bd = struct.Struct(">Bd").pack
+_pack_BH = struct.Struct(">BH").pack
+_pack_BIB = struct.Struct(">BIB").pack
+
+_OLD_FLOAT = re.compile(rb"[+-]?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers (both paths)
+# ---------------------------------------------------------------------------------------------
+
+
+def _atom_term(name: str) -> Any:
+    """The native term of the atom named `name`: None/True/False or an Atom."""
+    special = _SPECIAL_ATOMS.get(name, _MISSING)
+    if special is not _MISSING:
+        return special
+    if len(name) > _MAX_ATOM_CHARS:
+        raise DecodeError(f"atom name longer than {_MAX_ATOM_CHARS} characters")
+    return Atom(name)
+
+
+def _binary_term(raw: bytes) -> str | bytes:
+    """A binary: str when it is valid UTF-8, else bytes."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
+def _bit_binary_term(raw: bytes, bits: int) -> Any:
+    """BIT_BINARY_EXT contents as the BEAM reads them (unused low bits zeroed)."""
+    if not raw:
+        if bits != 0:
+            raise DecodeError("empty bitstring must have 0 bits in its last byte")
+        return ""
+    if not 1 <= bits <= 8:
+        raise DecodeError(f"bitstring with {bits} bits in its last byte")
+    if bits == 8:
+        return _binary_term(raw)
+    mask = (0xFF << (8 - bits)) & 0xFF
+    return BitString(raw[:-1] + bytes((raw[-1] & mask,)), bits)
+
+
+def _improper(items: list, tail: Any) -> Any:
+    """`[items | tail]` in canonical native form (a list tail is spliced in)."""
+    if not items:
+        return tail
+    if type(tail) is list:
+        return items + tail
+    if type(tail) is ImproperList:
+        return ImproperList(items + tail.items, tail.tail)
+    return ImproperList(items, tail)
+
+
+def _float_bits(value: float) -> bytes:
+    return struct.pack(">d", value)
+
+
+def _strictly_equal(a: Any, b: Any) -> bool:
+    """Exact equality for map keys: types must match all the way down; -0.0 != 0.0."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is float:
+        return _float_bits(a) == _float_bits(b)
+    if isinstance(a, tuple):  # tuple, ListKey, MapKey
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b))
+    if type(a) is StrictKey:
+        return _strictly_equal(a.value, b.value)
+    if type(a) is ImproperList:
+        return len(a.items) == len(b.items) and all(
+            _strictly_equal(x, y) for x, y in zip(a.items + [a.tail], b.items + [b.tail])
+        )
+    return a == b
+
+
+def _insert_distinct(mapping: dict, key: Any, value: Any) -> None:
+    """Add `key => value`, wrapping `key` in StrictKey if Python would merge it with another."""
+    if key not in mapping:
+        mapping[key] = value
+        return
+    existing = next(k for k in mapping if k == key)
+    if _strictly_equal(existing, key):
+        raise DecodeError(f"duplicate map key {key!r}")
+    strict = StrictKey(key)
+    if strict in mapping:
+        raise DecodeError(f"map keys that cannot be kept apart: {key!r}")
+    mapping[strict] = value
+
+
+_KEY_NEEDS_WRAP = frozenset((list, dict, tuple))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast decoder
+# ---------------------------------------------------------------------------------------------
+
+# full atom encoding (tag + length + name bytes) -> native term
+_ATOM_TERMS: dict[bytes, Any] = {}
+_ATOM_CACHE_LIMIT = 65536
+
+
+def decode(data: bytes | bytearray | memoryview, *, max_uncompressed_size: int = MAX_UNCOMPRESSED_SIZE) -> Any:
+    """Decode one external term (first byte 131) into its native form. Raises DecodeError."""
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"decode needs bytes, got {type(data).__name__}")
+        data = bytes(data)
+    try:
+        if len(data) < 2 or data[0] != VERSION:
+            raise DecodeError("not an external term (no version byte 131)")
+        if data[1] == COMPRESSED:
+            return _decode_compressed(data, max_uncompressed_size)
+        term, end = _dec(data, 1)
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after the term")
+        return term
+    except DecodeError:
+        raise
+    except RecursionError as exc:
+        raise DecodeError("term nested too deeply") from exc
+    except Exception as exc:  # IndexError, struct.error, UnicodeDecodeError, MemoryError, ...
+        raise DecodeError(f"malformed external term ({type(exc).__name__}: {exc})") from exc
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """The uncompressed body of a COMPRESSED term, never inflating more than `limit` bytes."""
+    if len(data) < 6:
+        raise _truncated()
+    size = _unpack_I(data, 2)[0]
+    if size == 0:
+        raise DecodeError("compressed term with uncompressed size 0")
+    if size > limit:
+        raise DecodeError(f"compressed term would expand to {size} bytes (limit {limit})")
+    inflater = zlib.decompressobj()
+    try:
+        inner = inflater.decompress(data[6:], size + 1)
+    except zlib.error as exc:
+        raise DecodeError(f"bad compressed data: {exc}") from exc
+    if len(inner) != size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise DecodeError("compressed data does not match its declared size")
+    return inner
+
+
+def _decode_compressed(data: bytes, limit: int) -> Any:
+    inner = _inflate(data, limit)
+    term, end = _dec(inner, 0)
+    if end != len(inner):
+        raise DecodeError("trailing bytes inside compressed term")
+    return term
+
+
+def _truncated() -> DecodeError:
+    return DecodeError("truncated external term")
+
+
+def _dec(data: bytes, i: int) -> tuple[Any, int]:
+    """Decode the term whose tag is at `data[i]`; return it and the index after it."""
+    tag = data[i]
+    if tag == BINARY_EXT:
+        start = i + 5
+        end = start + _unpack_I(data, i + 1)[0]
+        if end > len(data):
+            raise _truncated()
+        raw = data[start:end]
+        try:
+            return raw.decode(), end
+        except UnicodeDecodeError:
+            return raw, end
+    if tag == ATOM_EXT:
+        end = i + 3 + ((data[i + 1] << 8) | data[i + 2])
+        term = _ATOM_TERMS.get(data[i:end], _MISSING)
+        if term is _MISSING:
+            term = _learn_atom(data, i, end)
+        return term, end
+    if tag == SMALL_ATOM_UTF8_EXT:
+        end = i + 2 + data[i + 1]
+        term = _ATOM_TERMS.get(data[i:end], _MISSING)
+        if term is _MISSING:
+            term = _learn_atom(data, i, end)
+        return term, end
+    if tag == SMALL_INTEGER_EXT:
+        return data[i + 1], i + 2
+    if tag == MAP_EXT:
+        count = _unpack_I(data, i + 1)[0]
+        start = i = i + 5
+        if count > (len(data) - i) >> 1:
+            raise _truncated()
+        mapping: dict = {}
+        for _ in range(count):
+            key_tag = data[i]  # atom keys decoded inline: most keys are atoms
+            if key_tag == SMALL_ATOM_UTF8_EXT or key_tag == ATOM_EXT:
+                if key_tag == SMALL_ATOM_UTF8_EXT:
+                    end = i + 2 + data[i + 1]
+                else:
+                    end = i + 3 + ((data[i + 1] << 8) | data[i + 2])
+                key = _ATOM_TERMS.get(data[i:end], _MISSING)
+                if key is _MISSING:
+                    key = _learn_atom(data, i, end)
+                i = end
+            else:
+                key, i = _dec(data, i)
+                if type(key) in _KEY_NEEDS_WRAP:
+                    key = hashable_key(key)
+            mapping[key], i = _dec(data, i)
+        if len(mapping) != count:
+            return _dec_map_distinct(data, start, count)
+        return mapping, i
+    if tag == SMALL_TUPLE_EXT:
+        arity = data[i + 1]
+        i += 2
+        if arity == 2:
+            first, i = _dec(data, i)
+            second, i = _dec(data, i)
+            return (first, second), i
+        items = [None] * arity
+        for n in range(arity):
+            items[n], i = _dec(data, i)
+        return tuple(items), i
+    if tag == NIL_EXT:
+        return [], i + 1
+    if tag == LIST_EXT:
+        length = _unpack_I(data, i + 1)[0]
+        i += 5
+        if length > len(data) - i:
+            raise _truncated()
+        items = [None] * length
+        for n in range(length):
+            items[n], i = _dec(data, i)
+        if data[i] == NIL_EXT:
+            return items, i + 1
+        tail, i = _dec(data, i)
+        return _improper(items, tail), i
+    if tag == INTEGER_EXT:
+        return _unpack_i(data, i + 1)[0], i + 5
+    if tag == NEW_FLOAT_EXT:
+        value = _unpack_d(data, i + 1)[0]
+        if value - value != 0.0:
+            raise DecodeError("non-finite float")
+        return value, i + 9
+    if tag == STRING_EXT:
+        end = i + 3 + ((data[i + 1] << 8) | data[i + 2])
+        if end > len(data):
+            raise _truncated()
+        return list(data[i + 3 : end]), end
+    if tag == SMALL_BIG_EXT:
+        end = i + 3 + data[i + 1]
+        if end > len(data):
+            raise _truncated()
+        value = int.from_bytes(data[i + 3 : end], "little")
+        return (-value if data[i + 2] else value), end
+    if tag == SMALL_ATOM_EXT or tag == ATOM_UTF8_EXT:
+        end = i + (2 + data[i + 1] if tag == SMALL_ATOM_EXT else 3 + ((data[i + 1] << 8) | data[i + 2]))
+        term = _ATOM_TERMS.get(data[i:end], _MISSING)
+        if term is _MISSING:
+            term = _learn_atom(data, i, end)
+        return term, end
+    return _dec_rare(data, i, tag)
+
+
+def _learn_atom(data: bytes, start: int, end: int) -> Any:
+    """Decode an atom not yet in the cache (tag at `start`), validate it and cache it."""
+    if end > len(data):
+        raise _truncated()
+    tag = data[start]
+    header = 3 if tag in (ATOM_EXT, ATOM_UTF8_EXT) else 2
+    raw = data[start + header : end]
+    if tag in (ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT):
+        try:
+            name = raw.decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError("atom name is not valid UTF-8") from exc
+    else:
+        name = raw.decode("latin-1")
+    term = _atom_term(name)
+    if len(_ATOM_TERMS) < _ATOM_CACHE_LIMIT:
+        _ATOM_TERMS[data[start:end]] = term
+    return term
+
+
+def _dec_map_distinct(data: bytes, i: int, count: int) -> tuple[dict, int]:
+    """Slow path for a map whose keys collide in a Python dict: keep them apart or reject."""
+    mapping: dict = {}
+    for _ in range(count):
+        key, i = _dec(data, i)
+        value, i = _dec(data, i)
+        if type(key) in _KEY_NEEDS_WRAP:
+            key = hashable_key(key)
+        _insert_distinct(mapping, key, value)
+    return mapping, i
+
+
+def _dec_atom_at(data: bytes, i: int) -> tuple[Any, int]:
+    if data[i] not in _ATOM_TAGS:
+        raise DecodeError("expected an atom")
+    return _dec(data, i)
+
+
+def _dec_int_at(data: bytes, i: int) -> tuple[int, int]:
+    if data[i] not in _INT_TAGS:
+        raise DecodeError("expected an integer")
+    return _dec(data, i)
+
+
+def _opaque(kind: str, data: bytes, start: int, end: int) -> tuple[Opaque, int]:
+    if end > len(data):
+        raise _truncated()
+    return Opaque(kind, data[start:end]), end
+
+
+def _dec_rare(data: bytes, i: int, tag: int) -> tuple[Any, int]:
+    """Tags that rarely or never occur in SessionStore traffic."""
+    if tag == LARGE_TUPLE_EXT:
+        arity = _unpack_I(data, i + 1)[0]
+        i += 5
+        if arity > len(data) - i:
+            raise _truncated()
+        items = [None] * arity
+        for n in range(arity):
+            items[n], i = _dec(data, i)
+        return tuple(items), i
+    if tag == LARGE_BIG_EXT:
+        end = i + 6 + _unpack_I(data, i + 1)[0]
+        if end > len(data):
+            raise _truncated()
+        value = int.from_bytes(data[i + 6 : end], "little")
+        return (-value if data[i + 5] else value), end
+    if tag == BIT_BINARY_EXT:
+        start = i + 6
+        end = start + _unpack_I(data, i + 1)[0]
+        if end > len(data):
+            raise _truncated()
+        return _bit_binary_term(data[start:end], data[i + 5]), end
+    if tag == FLOAT_EXT:
+        end = i + 32
+        if end > len(data):
+            raise _truncated()
+        text = data[i + 1 : end].split(b"\x00", 1)[0]
+        if not _OLD_FLOAT.fullmatch(text):
+            raise DecodeError("bad FLOAT_EXT text")
+        value = float(text)
+        if value - value != 0.0:
+            raise DecodeError("non-finite float")
+        return value, end
+    if tag == NEW_PID_EXT or tag == PID_EXT:
+        _, j = _dec_atom_at(data, i + 1)
+        return _opaque("pid", data, i, j + (12 if tag == NEW_PID_EXT else 9))
+    if tag == NEW_PORT_EXT or tag == PORT_EXT or tag == V4_PORT_EXT:
+        _, j = _dec_atom_at(data, i + 1)
+        return _opaque("port", data, i, j + {NEW_PORT_EXT: 8, PORT_EXT: 5, V4_PORT_EXT: 12}[tag])
+    if tag == NEWER_REFERENCE_EXT or tag == NEW_REFERENCE_EXT:
+        words = _unpack_H(data, i + 1)[0]
+        if not 1 <= words <= 5:
+            raise DecodeError(f"reference with {words} id words")
+        _, j = _dec_atom_at(data, i + 3)
+        return _opaque("ref", data, i, j + (4 if tag == NEWER_REFERENCE_EXT else 1) + 4 * words)
+    if tag == REFERENCE_EXT:
+        _, j = _dec_atom_at(data, i + 1)
+        return _opaque("ref", data, i, j + 5)
+    if tag == EXPORT_EXT:
+        _, j = _dec_atom_at(data, i + 1)
+        _, j = _dec_atom_at(data, j)
+        if data[j] != SMALL_INTEGER_EXT:
+            raise DecodeError("export arity must be a small integer")
+        return _opaque("fun", data, i, j + 2)
+    if tag == NEW_FUN_EXT:
+        return _dec_new_fun(data, i)
+    if tag == COMPRESSED:
+        raise DecodeError("a compressed term may only appear at the top level")
+    if tag == ATOM_CACHE_REF:
+        raise DecodeError("atom cache references only exist in the distribution protocol")
+    raise DecodeError(f"unknown or unsupported tag {tag}")
+
+
+def _dec_new_fun(data: bytes, i: int) -> tuple[Opaque, int]:
+    """NEW_FUN_EXT: Size Arity Uniq(16) Index NumFree Module OldIndex OldUniq Pid FreeVars."""
+    size = _unpack_I(data, i + 1)[0]
+    end = i + 1 + size
+    if size < 29 or end > len(data):
+        raise _truncated()
+    free_count = _unpack_I(data, i + 26)[0]
+    _, j = _dec_atom_at(data, i + 30)
+    _, j = _dec_int_at(data, j)
+    _, j = _dec_int_at(data, j)
+    if data[j] not in (NEW_PID_EXT, PID_EXT):
+        raise DecodeError("fun without a pid")
+    _, j = _dec(data, j)
+    if free_count > end - j:
+        raise _truncated()
+    for _ in range(free_count):
+        _, j = _dec(data, j)
+    if j != end:
+        raise DecodeError("NEW_FUN_EXT size does not match its contents")
+    return Opaque("fun", data[i:end]), end
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast encoder
+# ---------------------------------------------------------------------------------------------
+
+_SMALL_INTS = [bytes((SMALL_INTEGER_EXT, n)) for n in range(256)]
+_NIL_ATOM = bytes((SMALL_ATOM_UTF8_EXT, 3)) + b"nil"
+_TRUE_ATOM = bytes((SMALL_ATOM_UTF8_EXT, 4)) + b"true"
+_FALSE_ATOM = bytes((SMALL_ATOM_UTF8_EXT, 5)) + b"false"
+_NIL_EXT = bytes((NIL_EXT,))
+_INT_ONLY = {int}
+
+# Atom -> its encoding
+_ATOM_ENCODINGS: dict[Atom, bytes] = {}
+
+
+def encode(term: Any) -> bytes:
+    """Encode a native term as ETF (with the 131 version byte). Raises EncodeError."""
+    chunks: list[bytes] = [b"\x83"]
+    try:
+        _enc(term, chunks.append)
+    except RecursionError as exc:
+        raise EncodeError("term nested too deeply") from exc
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"string is not encodable as UTF-8: {exc}") from exc
+    except (OverflowError, struct.error) as exc:
+        raise EncodeError(f"term too large for the external term format: {exc}") from exc
+    return b"".join(chunks)
+
+
+def encode_frame(term: Any) -> bytes:
+    """A {:packet, 4} frame: 4-byte big-endian length, then encode(term)."""
+    payload = encode(term)
+    if len(payload) > 0xFFFFFFFF:
+        raise EncodeError("term too large for a {:packet, 4} frame")
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def _atom_encoding(atom: Atom) -> bytes:
+    name = atom.name
+    if len(name) > _MAX_ATOM_CHARS:
+        raise EncodeError(f"atom name longer than {_MAX_ATOM_CHARS} characters: {name[:40]!r}...")
+    raw = name.encode()
+    if len(raw) <= 255:
+        encoded = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw
+    else:
+        encoded = _pack_BH(ATOM_UTF8_EXT, len(raw)) + raw
+    _ATOM_ENCODINGS[atom] = encoded
+    return encoded
+
+
+def _big_encoding(value: int) -> bytes:
+    sign = 1 if value < 0 else 0
+    magnitude = -value if sign else value
+    size = (magnitude.bit_length() + 7) // 8
+    digits = magnitude.to_bytes(size, "little")
+    if size <= 255:
+        return bytes((SMALL_BIG_EXT, size, sign)) + digits
+    return _pack_BIB(LARGE_BIG_EXT, size, sign) + digits
+
+
+def _enc(term: Any, put: Callable[[bytes], None]) -> None:
+    kind = type(term)
+    if kind is str:
+        raw = term.encode()
+        put(_pack_BI(BINARY_EXT, len(raw)))
+        put(raw)
+    elif kind is Atom:
+        put(_ATOM_ENCODINGS.get(term) or _atom_encoding(term))
+    elif kind is dict:
+        put(_pack_BI(MAP_EXT, len(term)))
+        for key, value in term.items():
+            if type(key) is Atom:  # inline: most keys are atoms
+                put(_ATOM_ENCODINGS.get(key) or _atom_encoding(key))
+            else:
+                _enc(key, put)
+            _enc(value, put)
+    elif kind is int:
+        if 0 <= term <= 255:
+            put(_SMALL_INTS[term])
+        elif -2147483648 <= term <= 2147483647:
+            put(_pack_Bi(INTEGER_EXT, term))
+        else:
+            put(_big_encoding(term))
+    elif term is None:
+        put(_NIL_ATOM)
+    elif kind is tuple:
+        _enc_tuple(term, put)
+    elif kind is list:
+        _enc_list(term, put)
+    elif kind is float:
+        if term - term != 0.0:
+            raise EncodeError(f"the BEAM has no float {term!r}")
+        put(_pack_Bd(NEW_FLOAT_EXT, term))
+    elif kind is bool:
+        put(_TRUE_ATOM if term else _FALSE_ATOM)
+    elif kind is bytes:
+        put(_pack_BI(BINARY_EXT, len(term)))
+        put(term)
+    else:
+        _enc_other(term, put)
+
+
+def _enc_tuple(term: tuple, put: Callable[[bytes], None]) -> None:
+    arity = len(term)
+    put(bytes((SMALL_TUPLE_EXT, arity)) if arity <= 255 else _pack_BI(LARGE_TUPLE_EXT, arity))
+    for item in term:
+        _enc(item, put)
+
+
+def _enc_list(term: list | tuple, put: Callable[[bytes], None]) -> None:
+    length = len(term)
+    if length == 0:
+        put(_NIL_EXT)
+        return
+    if length <= 65535 and type(term[0]) is int and set(map(type, term)) == _INT_ONLY:
+        try:
+            raw = bytes(term)
+        except ValueError:
+            pass  # some int outside 0..255: a LIST_EXT
+        else:
+            put(_pack_BH(STRING_EXT, length))
+            put(raw)
+            return
+    put(_pack_BI(LIST_EXT, length))
+    for item in term:
+        _enc(item, put)
+    put(_NIL_EXT)
+
+
+def _enc_other(term: Any, put: Callable[[bytes], None]) -> None:
+    """Wrappers and subclasses: everything not matched by exact type in `_enc`."""
+    if isinstance(term, ListKey):
+        _enc_list(term, put)
+    elif isinstance(term, MapKey):
+        put(_pack_BI(MAP_EXT, len(term)))
+        for key, value in term:
+            _enc(key, put)
+            _enc(value, put)
+    elif isinstance(term, StrictKey):
+        _enc(term.value, put)
+    elif isinstance(term, ImproperList):
+        if not term.items:
+            _enc(term.tail, put)
+            return
+        put(_pack_BI(LIST_EXT, len(term.items)))
+        for item in term.items:
+            _enc(item, put)
+        _enc(term.tail, put)
+    elif isinstance(term, BitString):
+        if not term.data or not 1 <= term.bits <= 8:
+            raise EncodeError(f"invalid bitstring {term!r}")
+        put(_pack_BIB(BIT_BINARY_EXT, len(term.data), term.bits))
+        put(term.data)
+    elif isinstance(term, Opaque):
+        if not term.etf:
+            raise EncodeError("empty Opaque")
+        put(term.etf)
+    elif isinstance(term, bool):
+        put(_TRUE_ATOM if term else _FALSE_ATOM)
+    elif isinstance(term, int):
+        _enc(int(term), put)
+    elif isinstance(term, float):
+        _enc(float(term), put)
+    elif isinstance(term, str):
+        _enc(str(term), put)
+    elif isinstance(term, (bytes, bytearray, memoryview)):
+        _enc(bytes(term), put)
+    elif isinstance(term, dict):
+        _enc(dict(term), put)
+    elif isinstance(term, list):
+        _enc_list(term, put)
+    elif isinstance(term, tuple):
+        _enc_tuple(term, put)
+    else:
+        raise EncodeError(f"no Elixir form for a Python {type(term).__name__}: {term!r:.80}")
+
+
+# ---------------------------------------------------------------------------------------------
+# peek_call_id
+# ---------------------------------------------------------------------------------------------
+
+_CALL_ATOMS = (
+    bytes((SMALL_ATOM_UTF8_EXT, 4)) + b"call",
+    bytes((SMALL_ATOM_EXT, 4)) + b"call",
+    bytes((ATOM_EXT, 0, 4)) + b"call",
+    bytes((ATOM_UTF8_EXT, 0, 4)) + b"call",
+)
+
+
+def peek_call_id(prefix: bytes | bytearray | memoryview) -> int | None:
+    """The id of a `{:call, id, _, _}` frame from its first bytes, or None if unreadable."""
+    head = bytes(prefix[:64])
+    if len(head) < 3 or head[0] != VERSION or head[1] != SMALL_TUPLE_EXT or head[2] != 4:
+        return None
+    for atom in _CALL_ATOMS:
+        if head.startswith(atom, 3):
+            i = 3 + len(atom)
+            break
+    else:
+        return None
+    if len(head) <= i:
+        return None
+    tag = head[i]
+    if tag == SMALL_INTEGER_EXT and len(head) >= i + 2:
+        return head[i + 1]
+    if tag == INTEGER_EXT and len(head) >= i + 5:
+        return _unpack_i(head, i + 1)[0]
+    if tag == SMALL_BIG_EXT and len(head) >= i + 3:
+        end = i + 3 + head[i + 1]
+        if len(head) >= end:
+            value = int.from_bytes(head[i + 3 : end], "little")
+            return -value if head[i + 2] else value
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# erlang-py path (reference oracle): erlang-py plus a mapping layer that fixes its defaults
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_via_erlang_py(
+    data: bytes | bytearray | memoryview, *, max_uncompressed_size: int = MAX_UNCOMPRESSED_SIZE
+) -> Any:
+    """decode() done by erlang.binary_to_term plus the mapping layer. Slow; for tests."""
+    data = bytes(data)
+    if len(data) >= 2 and data[0] == VERSION and data[1] == COMPRESSED:
+        _inflate(data, max_uncompressed_size)  # erlang-py itself inflates without any bound
+    try:
+        raw = erlang.binary_to_term(data)
+        return _from_erlang_py(raw)
+    except DecodeError:
+        raise
+    except RecursionError as exc:
+        raise DecodeError("term nested too deeply") from exc
+    except Exception as exc:  # erlang.ParseException, zlib.error, UnicodeDecodeError, ...
+        raise DecodeError(f"malformed external term ({type(exc).__name__}: {exc})") from exc
+
+
+def encode_via_erlang_py(term: Any) -> bytes:
+    """encode() done by the mapping layer plus erlang.term_to_binary. Slow; for tests."""
+    try:
+        return erlang.term_to_binary(_to_erlang_py(term))
+    except EncodeError:
+        raise
+    except RecursionError as exc:
+        raise EncodeError("term nested too deeply") from exc
+    except (erlang.OutputException, UnicodeEncodeError, struct.error) as exc:
+        raise EncodeError(str(exc)) from exc
+
+
+def _undefined_term() -> Any:
+    """What erlang-py's None stands for: the atom set by erlang.set_undefined (global state)."""
+    return _atom_term(erlang._UNDEFINED.decode("latin-1"))  # noqa: SLF001 - erlang-py global
+
+
+def _from_erlang_py(value: Any) -> Any:
+    """erlang-py's decoded objects -> native terms."""
+    if value is None:
+        return _undefined_term()
+    if value is True or value is False:
+        return value
+    kind = type(value)
+    if kind is int:
+        return value
+    if kind is float:
+        if value - value != 0.0:
+            raise DecodeError("non-finite float")
+        return value
+    if kind is bytes:  # STRING_EXT
+        return list(value)
+    if kind is list:
+        return [_from_erlang_py(item) for item in value]
+    if kind is tuple:
+        return tuple(_from_erlang_py(item) for item in value)
+    if isinstance(value, dict):  # dict or erlang.frozendict (a map used as a key)
+        mapping: dict = {}
+        for key, item in value.items():
+            native_key = _from_erlang_py(key)
+            if type(native_key) in _KEY_NEEDS_WRAP:
+                native_key = hashable_key(native_key)
+            _insert_distinct(mapping, native_key, _from_erlang_py(item))
+        return mapping
+    if kind is erlang.OtpErlangBinary:
+        if value.bits == 8:
+            return _binary_term(value.value)
+        return _bit_binary_term(value.value, value.bits)
+    if kind is erlang.OtpErlangAtom:
+        name = value.value
+        if isinstance(name, int):
+            raise DecodeError("atom cache references only exist in the distribution protocol")
+        return _atom_term(name if isinstance(name, str) else name.decode("latin-1"))
+    if kind is erlang.OtpErlangList:
+        items = [_from_erlang_py(item) for item in value.value]
+        if value.improper:
+            return _improper(items[:-1], items[-1])
+        return items
+    if kind is erlang.OtpErlangPid:
+        return Opaque("pid", value.binary())
+    if kind is erlang.OtpErlangPort:
+        return Opaque("port", value.binary())
+    if kind is erlang.OtpErlangReference:
+        return Opaque("ref", value.binary())
+    if kind is erlang.OtpErlangFunction:
+        return Opaque("fun", value.binary())
+    raise DecodeError(f"erlang-py returned an unexpected {kind.__name__}")
+
+
+def _raw_etf(encoded: bytes) -> erlang.OtpErlangFunction:
+    """An erlang-py object that writes `encoded` (ETF without version byte) verbatim."""
+    return erlang.OtpErlangFunction(encoded[0], encoded[1:])
+
+
+def _to_erlang_py(term: Any) -> Any:
+    """Native terms -> objects that erlang.term_to_binary writes as Elixir expects."""
+    if term is None:
+        return erlang.OtpErlangAtom("nil")
+    if term is True or term is False:
+        return term
+    if isinstance(term, Atom):
+        if len(term.name) > _MAX_ATOM_CHARS:
+            raise EncodeError(f"atom name longer than {_MAX_ATOM_CHARS} characters")
+        return erlang.OtpErlangAtom(term.name)
+    if isinstance(term, str):
+        return erlang.OtpErlangBinary(term.encode())
+    if isinstance(term, (bytes, bytearray, memoryview)):
+        return erlang.OtpErlangBinary(bytes(term))
+    if isinstance(term, int):
+        return int(term)
+    if isinstance(term, float):
+        if term - term != 0.0:
+            raise EncodeError(f"the BEAM has no float {term!r}")
+        return float(term)
+    if isinstance(term, StrictKey):
+        return _to_erlang_py(term.value)
+    if isinstance(term, (list, ListKey)):
+        if (
+            term
+            and len(term) <= 65535
+            and set(map(type, term)) == _INT_ONLY
+            and all(0 <= item <= 255 for item in term)
+        ):
+            return bytes(term)  # erlang-py writes bytes as STRING_EXT, as the BEAM does
+        return [_to_erlang_py(item) for item in term]
+    if isinstance(term, MapKey):
+        return _to_erlang_py_map(term)
+    if isinstance(term, tuple):
+        return tuple(_to_erlang_py(item) for item in term)
+    if isinstance(term, dict):
+        return _to_erlang_py_map(term.items())
+    if isinstance(term, ImproperList):
+        if not term.items:
+            return _to_erlang_py(term.tail)
+        items = [_to_erlang_py(item) for item in term.items]
+        return erlang.OtpErlangList(items + [_to_erlang_py(term.tail)], improper=True)
+    if isinstance(term, BitString):
+        if not term.data or not 1 <= term.bits <= 8:
+            raise EncodeError(f"invalid bitstring {term!r}")
+        return erlang.OtpErlangBinary(term.data, term.bits)
+    if isinstance(term, Opaque):
+        if not term.etf:
+            raise EncodeError("empty Opaque")
+        return _raw_etf(term.etf)
+    raise EncodeError(f"no Elixir form for a Python {type(term).__name__}: {term!r:.80}")
+
+
+def _to_erlang_py_map(pairs: Any) -> dict:
+    # Keys are written pre-encoded so that keys Python merges (1, 1.0, true) stay apart.
+    return {
+        _raw_etf(erlang.term_to_binary(_to_erlang_py(key))[1:]): _to_erlang_py(value)
+        for key, value in pairs
+    }

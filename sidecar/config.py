@@ -1,0 +1,55 @@
+"""The store's configuration: TTLs, cleanup interval, struct module atoms, test-call switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .terms import Atom
+
+DEFAULT_SESSION_STRUCT = Atom("Elixir.Snakepit.Bridge.Session")
+DEFAULT_VARIABLE_STRUCT = Atom("Elixir.Snakepit.Bridge.Variables.Variable")
+
+
+def _module_atom(value: Any) -> Atom:
+    """An Elixir module atom; a str is taken as the module's name ("Foo.Bar" or "Elixir.Foo.Bar")."""
+    if isinstance(value, Atom):
+        return value
+    if isinstance(value, str) and value:
+        if value.startswith("Elixir.") or value[:1].islower():
+            return Atom(value)  # already a full atom name (or an Erlang module)
+        return Atom("Elixir." + value)
+    raise ValueError("must be a module atom")
+
+
+class StoreConfig(BaseModel):
+    """Settings of one SessionStore. Immutable once built."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, strict=True)
+
+    default_ttl: int = 3600
+    global_program_ttl: int = 3600
+    cleanup_interval_ms: int = 60_000
+    session_struct: Atom = DEFAULT_SESSION_STRUCT
+    variable_struct: Atom = DEFAULT_VARIABLE_STRUCT
+    enable_test_calls: bool = False
+
+    @field_validator("session_struct", "variable_struct", mode="before")
+    @classmethod
+    def _as_module_atom(cls, value: Any) -> Atom:
+        return _module_atom(value)
+
+    @field_validator("default_ttl", "global_program_ttl")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be a non-negative number of seconds")
+        return value
+
+    @field_validator("cleanup_interval_ms")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive number of milliseconds")
+        return value

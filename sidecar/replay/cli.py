@@ -1,0 +1,76 @@
+"""`snakepit-sidecar replay [--timeout S] [--sidecar CMD] FILE...`: replay recordings.
+
+Each file is replayed against its own fresh sidecar. Prints `ok FILE (N frames)` per matching
+file, and for a mismatching one the first mismatching frame (request, expected and actual term
+as Elixir prints them, and the path to the difference). Exit status: 0 when every file matches,
+1 when one does not, 2 for a usage error or a file that is not a readable recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Optional, Sequence
+
+from sidecar.replay.recording import RecordingError
+from sidecar.replay.report import format_result
+from sidecar.replay.runner import DEFAULT_TIMEOUT, default_sidecar_command, replay_file
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+PROG = "snakepit-sidecar replay"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Replay recorded Elixir traffic against a fresh sidecar and compare every reply and "
+        "telemetry frame term by term (docs/replay.md).",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="recordings (snakepit-sidecar-recording 1)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for one frame from the sidecar (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--sidecar",
+        metavar="COMMAND",
+        help="the command that starts the sidecar (default: this Python with -m sidecar)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the replay command; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exit_request:  # argparse: --help (0) or a usage error (2)
+        return int(exit_request.code or 0)
+    if args.timeout <= 0:
+        print(f"{PROG}: error: --timeout must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    command = shlex.split(args.sidecar) if args.sidecar else default_sidecar_command()
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            result = replay_file(path, command=command, timeout=args.timeout)
+        except (RecordingError, OSError) as error:
+            print(f"{PROG}: error: {path}: {error}", file=sys.stderr)
+            status = max(status, EXIT_USAGE)
+            continue
+        if not result.ok:
+            status = max(status, EXIT_MISMATCH)
+        if not result.ok or not args.quiet:
+            print(format_result(result), flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

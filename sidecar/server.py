@@ -1,0 +1,319 @@
+"""The sidecar process: stdin → protocol → calls → protocol → stdout, on an anyio loop.
+
+Two layers:
+
+* `Sidecar` holds the protocol machine, the store and the settings, and turns one chunk of
+  input into the list of output frames it causes (no I/O, so it is easy to test);
+* `serve` is the thin anyio loop around it: it reads stdin in large chunks when the fd is
+  readable, writes all frames one chunk produced with a single write, runs the periodic
+  cleanup, and returns as soon as stdin reaches end of file.
+
+stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
+points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from typing import Any, Callable
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sidecar import __version__, calls
+from sidecar.cli import SidecarOptions
+from sidecar.clock import Clock
+from sidecar.config import StoreConfig
+from sidecar.logframes import LogFrameHandler
+from sidecar.protocol import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
+from sidecar.storage.memory import MemoryBackend
+from sidecar.store import SessionStore
+from sidecar.terms import Atom
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 1 << 20
+A_ERROR = Atom("error")
+A_INTERNAL_ERROR = Atom("internal_error")
+A_INVALID_OPTION = Atom("invalid_option")
+
+
+class HelloOptions(BaseModel):
+    """The options map of `{:hello, 1, opts}` (docs/protocol.md); nil counts as not given."""
+
+    model_config = ConfigDict(strict=True, frozen=True, arbitrary_types_allowed=True)
+
+    session_struct: Atom | None = None
+    variable_struct: Atom | None = None
+    default_ttl: int | None = Field(None, ge=0)
+    global_program_ttl: int | None = Field(None, ge=0)
+    cleanup_interval: int | None = Field(None, ge=1)
+    monotonic_time: int | None = None
+    telemetry: bool | None = None
+
+    @field_validator("session_struct", "variable_struct", mode="before")
+    @classmethod
+    def _module_atom(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Atom):
+            return value
+        raise ValueError("must be a module atom")
+
+    @classmethod
+    def from_term(cls, options: dict) -> "HelloOptions":
+        """Known keys (atoms, or their binary names) of the hello map; others are ignored."""
+        known = cls.model_fields
+        given = {}
+        for key, value in options.items():
+            name = key.name if isinstance(key, Atom) else key if isinstance(key, str) else None
+            if name in known and value is not None:
+                given[name] = value
+        return cls.model_validate(given)
+
+
+def option_error_term(error: ValidationError, options: dict) -> tuple[Any, str]:
+    """`{:invalid_option, key, value}` and a message for the first bad hello option."""
+    problem = error.errors()[0]
+    name = str(problem["loc"][0]) if problem["loc"] else "options"
+    value = problem.get("input")
+    for key, given in options.items():
+        if (isinstance(key, Atom) and key.name == name) or key == name:
+            value = given
+            break
+    return (A_INVALID_OPTION, Atom(name), value), f"hello option {name}: {problem['msg']}"
+
+
+class Sidecar:
+    """Everything but the I/O: feed input chunks, get the frames to write back."""
+
+    def __init__(
+        self,
+        options: SidecarOptions,
+        log_handler: LogFrameHandler | None = None,
+        clock_factory: Callable[[int | None], Any] = Clock,
+    ) -> None:
+        self.options = options
+        self.log_handler = log_handler
+        self.protocol = ProtocolMachine(options.max_frame_bytes)
+        self.telemetry_enabled = True
+        self._clock_factory = clock_factory
+        self.config = StoreConfig(
+            default_ttl=options.default_ttl,
+            global_program_ttl=options.global_program_ttl,
+            cleanup_interval_ms=options.cleanup_interval,
+            enable_test_calls=options.enable_test_calls,
+        )
+        self.clock = clock_factory(None)
+        self.store = SessionStore(self.config, self.clock, MemoryBackend())
+
+    @property
+    def cleanup_interval_ms(self) -> int:
+        """Milliseconds between periodic cleanups, as last configured."""
+        return self.config.cleanup_interval_ms
+
+    # -- input -----------------------------------------------------------------------------
+
+    def handle_input(self, chunk: bytes) -> list[bytes]:
+        """The frames answering every frame that `chunk` completes (`b""`: end of input)."""
+        out: list[bytes] = []
+        for event in self.protocol.receive_data(chunk):
+            try:
+                if type(event) is Call:
+                    self._serve_call(event, out)
+                elif type(event) is Hello:
+                    self._hello(event, out)
+                else:
+                    self._log_pending(out)
+                    out.append(self.protocol.answer(event))
+            except Exception:  # a defect here must not stop the other frames of the chunk
+                log.exception("failed to handle %r", event)
+        self._log_pending(out)
+        return out
+
+    def _serve_call(self, call: Call, out: list[bytes]) -> None:
+        try:
+            result, events = calls.dispatch(self.store, call.function, call.args)
+        except Exception as exc:
+            log.exception("call %s (id %d) failed", call.function.name, call.id)
+            result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
+        self._log_pending(out)
+        if self.telemetry_enabled and events:
+            self._telemetry(events, out)
+        out.append(self.protocol.reply(call.id, result))
+
+    def _telemetry(self, events: Any, out: list[bytes]) -> None:
+        for event, measurements, metadata in events:
+            try:
+                out.append(self.protocol.telemetry(event, measurements, metadata))
+            except Exception:
+                log.exception("telemetry event %r could not be encoded", event)
+
+    def _hello(self, hello: Hello, out: list[bytes]) -> None:
+        try:
+            options = HelloOptions.from_term(hello.options)
+        except ValidationError as error:
+            reason, message = option_error_term(error, hello.options)
+            log.warning("hello refused: %s", message)
+            self._log_pending(out)
+            out.append(self.protocol.protocol_error(reason, message))
+            return
+        self._apply_hello(options)
+        self._log_pending(out)
+        out.append(self.protocol.welcome(hello.version, self.welcome_info()))
+
+    def _apply_hello(self, options: HelloOptions) -> None:
+        overrides: dict[str, Any] = {}
+        if options.default_ttl is not None:
+            overrides["default_ttl"] = options.default_ttl
+        if options.global_program_ttl is not None:
+            overrides["global_program_ttl"] = options.global_program_ttl
+        if options.cleanup_interval is not None:
+            overrides["cleanup_interval_ms"] = options.cleanup_interval
+        if options.session_struct is not None:
+            overrides["session_struct"] = options.session_struct
+        if options.variable_struct is not None:
+            overrides["variable_struct"] = options.variable_struct
+        if options.telemetry is not None:
+            self.telemetry_enabled = options.telemetry
+        self.config = self.config.model_copy(update=overrides)
+        if options.monotonic_time is not None:
+            self.clock = self._clock_factory(options.monotonic_time)
+        self.store.reconfigure(self.config, self.clock)
+
+    def welcome_info(self) -> dict:
+        """The info map of `{:welcome, 1, info}`."""
+        return {
+            Atom("implementation"): "snakepit_sidecar",
+            Atom("version"): __version__,
+            Atom("os_pid"): os.getpid(),
+            Atom("max_frame_bytes"): self.protocol.max_frame_bytes,
+            Atom("protocol_versions"): list(SUPPORTED_VERSIONS),
+        }
+
+    # -- timer -----------------------------------------------------------------------------
+
+    def run_cleanup(self) -> list[bytes]:
+        """The periodic cleanup: expire sessions and global programs; frames it causes."""
+        out: list[bytes] = []
+        try:
+            counts, events = self.store.run_cleanup(self.clock.now())
+            log.debug("periodic cleanup: %r", counts)
+            if self.telemetry_enabled and events:
+                self._telemetry(events, out)
+        except Exception:
+            log.exception("periodic cleanup failed")
+        self._log_pending(out)
+        return out
+
+    def _log_pending(self, out: list[bytes]) -> None:
+        handler = self.log_handler
+        if handler is None or not handler.has_pending():
+            return
+        for level, message, metadata in handler.drain():
+            try:
+                out.append(self.protocol.log(level, message, metadata))
+            except Exception:  # never log from here: it would feed itself
+                pass
+
+    def pending_log_frames(self) -> list[bytes]:
+        """Frames for log records emitted outside any input (e.g. from the timer)."""
+        out: list[bytes] = []
+        self._log_pending(out)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# I/O
+
+
+class FrameWriter:
+    """Writes batches of frames to one fd with one write each (retrying partial writes)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.closed = False
+
+    def write(self, frames: list[bytes]) -> None:
+        if not frames or self.closed:
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except BrokenPipeError:
+            self.closed = True  # the BEAM is gone: nobody to talk to
+            log.info("stdout closed by the peer")
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can wait on `fd` (pipes, sockets, ttys; not files or /dev/null)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
+
+
+async def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
+    """Serve until `in_fd` reaches end of file (or stdout is closed by the peer)."""
+    pollable = _pollable(in_fd)
+
+    async with anyio.create_task_group() as tasks:
+        cleanup_scope: list[anyio.CancelScope] = []
+        tasks.start_soon(_cleanup_loop, sidecar, writer, cleanup_scope)
+        interval = sidecar.cleanup_interval_ms
+        while not writer.closed:
+            if pollable:
+                await anyio.wait_readable(in_fd)
+            else:
+                await anyio.sleep(0)
+            try:
+                chunk = os.read(in_fd, READ_CHUNK_BYTES)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as error:
+                log.warning("reading stdin failed (%s); treating it as end of input", error)
+                chunk = b""
+            writer.write(sidecar.handle_input(chunk))
+            if not chunk:
+                break
+            if sidecar.cleanup_interval_ms != interval:  # a hello changed it: restart the timer
+                interval = sidecar.cleanup_interval_ms
+                for scope in cleanup_scope:
+                    scope.cancel()
+        tasks.cancel_scope.cancel()
+
+
+async def _cleanup_loop(sidecar: Sidecar, writer: FrameWriter, scope_slot: list[anyio.CancelScope]) -> None:
+    while True:
+        with anyio.CancelScope() as scope:
+            scope_slot[:] = [scope]
+            await anyio.sleep(sidecar.cleanup_interval_ms / 1000)
+            writer.write(sidecar.run_cleanup())
+
+
+def take_over_stdout() -> int:
+    """A private fd for frames; fd 1 and `sys.stdout` then point at stderr."""
+    sys.stdout.flush()
+    frames_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return frames_fd
+
+
+def run(options: SidecarOptions, log_handler: LogFrameHandler | None = None) -> int:
+    """Run the sidecar on this process's stdin/stdout; return the exit status."""
+    frames_fd = take_over_stdout()
+    sidecar = Sidecar(options, log_handler)
+    writer = FrameWriter(frames_fd)
+    log.debug("sidecar %s serving protocol %d (pid %d)", __version__, PROTOCOL_VERSION, os.getpid())
+    try:
+        anyio.run(serve, sidecar, 0, writer, backend="asyncio")
+    finally:
+        close = getattr(sidecar.store, "close", None)
+        if callable(close):
+            close()
+        os.close(frames_fd)
+    return 0
+

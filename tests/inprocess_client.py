@@ -1,0 +1,43 @@
+"""A client that runs the store in this process, through the same call table as the wire.
+
+Same interface as tests/client.py's SubprocessClient (`call`, `take_events`, `close`), so the
+contract tests run unchanged against both. Its clock is a FakeClock that only moves through
+the test-only `__advance_clock__` call; it starts at a negative value, as the BEAM's
+monotonic clock usually does, so nothing may assume positive timestamps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar import calls
+from sidecar.clock import FakeClock
+from sidecar.config import StoreConfig
+from sidecar.storage.memory import MemoryBackend
+from sidecar.store import SessionStore
+from sidecar.terms import Atom
+
+FAKE_CLOCK_START = -576_460_000
+
+
+class Client:
+    """The store in-process; `call("get_session", "s1")` returns the reply term."""
+
+    def __init__(self, **config: Any) -> None:
+        config.setdefault("enable_test_calls", True)
+        self.clock = FakeClock(FAKE_CLOCK_START)
+        self.store = SessionStore(StoreConfig(**config), self.clock, MemoryBackend())
+        self._events: list[tuple[Any, Any, Any]] = []
+
+    def call(self, function: str, *args: Any) -> Any:
+        result, events = calls.dispatch(self.store, Atom(function), list(args))
+        self._events.extend(events)
+        return result
+
+    def take_events(self) -> list[tuple[Any, Any, Any]]:
+        """The telemetry events since the last take, oldest first."""
+        events, self._events = self._events, []
+        return events
+
+    def close(self) -> None:
+        self._events = []

@@ -1,0 +1,237 @@
+"""Tests for sidecar.elixir_format: numbers and terms printed as Elixir 1.14 prints them.
+
+The tables hold outputs read off the real `elixir` binary; the live tests ask it again, for a
+few hundred Hypothesis-generated floats and a table of terms, in one invocation each. They skip
+only when `elixir` is not on PATH.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+import subprocess
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar.elixir_format import (
+    format_float,
+    format_number,
+    inspect_float,
+    inspect_list,
+    inspect_term,
+    join,
+    to_string_term,
+)
+from sidecar.terms import Atom, BitString, ImproperList
+
+ELIXIR = shutil.which("elixir")
+needs_elixir = pytest.mark.skipif(ELIXIR is None, reason="the `elixir` binary is not on PATH")
+
+# (float, to_string, inspect) as Elixir 1.14 / OTP 25 prints them
+FLOAT_TABLE = [
+    (0.0, "0.0", "0.0"),
+    (-0.0, "-0.0", "-0.0"),
+    (1.0, "1.0", "1.0"),
+    (1.5, "1.5", "1.5"),
+    (100.0, "100.0", "100.0"),
+    (1000.0, "1.0e3", "1000.0"),
+    (1200.0, "1.2e3", "1200.0"),
+    (123456.0, "123456.0", "123456.0"),
+    (1.0e15, "1.0e15", "1000000000000000.0"),
+    (1.0e16, "1.0e16", "1.0e16"),
+    (9007199254740991.0, "9007199254740991.0", "9007199254740991.0"),
+    (9007199254740992.0, "9.007199254740992e15", "9007199254740992.0"),
+    (9.5e15, "9.5e15", "9500000000000000.0"),
+    (1.0e20, "1.0e20", "1.0e20"),
+    (0.1, "0.1", "0.1"),
+    (0.001, "0.001", "0.001"),
+    (0.0001, "0.0001", "0.0001"),
+    (0.00012345, "1.2345e-4", "1.2345e-4"),
+    (1.0e-5, "1.0e-5", "1.0e-5"),
+    (-1.5e-5, "-1.5e-5", "-1.5e-5"),
+    (123.456, "123.456", "123.456"),
+    (5.0e-324, "5.0e-324", "5.0e-324"),
+    (1.7976931348623157e308, "1.7976931348623157e308", "1.7976931348623157e308"),
+]
+
+
+@pytest.mark.parametrize("value, as_string, as_inspect", FLOAT_TABLE)
+def test_float_table(value: float, as_string: str, as_inspect: str) -> None:
+    assert format_float(value) == as_string
+    assert format_number(value) == as_string
+    assert inspect_float(value) == as_inspect
+    assert inspect_term(value) == as_inspect
+
+
+@pytest.mark.parametrize("value, text", [(0, "0"), (100, "100"), (-7, "-7"), (10**30, "1" + "0" * 30)])
+def test_integers_print_plainly(value: int, text: str) -> None:
+    assert format_number(value) == text
+    assert inspect_term(value) == text
+
+
+@pytest.mark.parametrize("not_a_number", [True, False, None, "1", Atom("infinity")])
+def test_format_number_refuses_non_numbers(not_a_number: object) -> None:
+    with pytest.raises(TypeError):
+        format_number(not_a_number)  # type: ignore[arg-type]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+@settings(max_examples=200)
+def test_format_float_round_trips(value: float) -> None:
+    text = format_float(value)
+    assert float(text) == value
+    assert math.copysign(1.0, float(text)) == math.copysign(1.0, value)
+    assert ("e" in text) or text.endswith(".0") or "." in text
+
+
+@pytest.mark.parametrize(
+    "term, as_string",
+    [
+        (None, ""),
+        (True, "true"),
+        (Atom("ok"), "ok"),
+        (Atom("Elixir.Foo"), "Elixir.Foo"),
+        ("héllo", "héllo"),
+        (2.5, "2.5"),
+        ([97, "b", [99]], "abc"),
+        ((1, 2), "{1, 2}"),  # Elixir raises here; we print the inspect form
+    ],
+)
+def test_to_string_term(term: object, as_string: str) -> None:
+    assert to_string_term(term) == as_string
+
+
+def test_join_is_enum_join() -> None:
+    assert join([Atom("a"), "b", Atom("Elixir.Foo"), 1, 2.5]) == "a, b, Elixir.Foo, 1, 2.5"
+    assert join([]) == ""
+
+
+# (native term, Elixir source of the same term, inspect output)
+INSPECT_TABLE = [
+    ([2, 3], "[2, 3]", "[2, 3]"),
+    ([32, 65], "[32, 65]", "' A'"),
+    ([7, 65], "[7, 65]", "'\\aA'"),
+    ([39, 65], "[39, 65]", "'\\'A'"),
+    ([97, 256], "[97, 256]", "[97, 256]"),
+    ([65.0, 66], "[65.0, 66]", "[65.0, 66]"),
+    ([True], "[true]", "[true]"),
+    ([], "[]", "[]"),
+    ([1.0, 1000.0, 1.0e-5], "[1.0, 1000.0, 1.0e-5]", "[1.0, 1000.0, 1.0e-5]"),
+    ([(Atom("a"), 1), (Atom("b"), 2)], "[a: 1, b: 2]", "[a: 1, b: 2]"),
+    ([(Atom("a"), 1), ("b", 2)], '[{:a, 1}, {"b", 2}]', '[{:a, 1}, {"b", 2}]'),
+    (ImproperList([1], 2), "[1 | 2]", "[1 | 2]"),
+    ((1, Atom("a")), "{1, :a}", "{1, :a}"),
+    ((), "{}", "{}"),
+    (None, "nil", "nil"),
+    (True, "true", "true"),
+    (Atom("foo bar"), ':"foo bar"', ':"foo bar"'),
+    (Atom("Elixir.Foo.Bar"), "Foo.Bar", "Foo.Bar"),
+    (Atom("Elixir.foo"), ':"Elixir.foo"', ':"Elixir.foo"'),
+    (Atom("a?"), ":a?", ":a?"),
+    (Atom("a@b"), ":a@b", ":a@b"),
+    (Atom("9a"), ':"9a"', ':"9a"'),
+    (Atom("+"), ":+", ":+"),
+    (Atom("::"), ':"::"', ':"::"'),
+    (Atom("<|>"), ':"<|>"', ':"<|>"'),
+    (Atom("->"), ':"->"', ":->"),
+    (Atom("**"), ':"**"', ":**"),
+    (Atom(""), ':""', ':""'),
+    ("é", '"é"', '"é"'),
+    ('a"b\\c#{x}\n\t', '"a\\"b\\\\c\\#{x}\\n\\t"', '"a\\"b\\\\c\\#{x}\\n\\t"'),
+    (b"\xff", "<<255>>", "<<255>>"),
+    ("\x00", "<<0>>", "<<0>>"),
+    (BitString(b"\xa0", 3), "<<5::size(3)>>", "<<5::size(3)>>"),
+    ({Atom("a"): 1, Atom("b"): "x"}, '%{a: 1, b: "x"}', '%{a: 1, b: "x"}'),
+    ({"b": 1, Atom("a"): 2}, '%{"b" => 1, :a => 2}', '%{:a => 2, "b" => 1}'),
+    (
+        {"a": 3, (1, 2): 1, Atom("b"): 4, 1.5: 5, 2: 6},
+        '%{"a" => 3, {1, 2} => 1, :b => 4, 1.5 => 5, 2 => 6}',
+        '%{2 => 6, 1.5 => 5, :b => 4, {1, 2} => 1, "a" => 3}',
+    ),
+    ({}, "%{}", "%{}"),
+]
+
+
+@pytest.mark.parametrize("term, source, expected", INSPECT_TABLE)
+def test_inspect_table(term: object, source: str, expected: str) -> None:
+    assert inspect_term(term) == expected
+
+
+def test_inspect_list_for_shape_messages() -> None:
+    assert inspect_list([2, 3]) == "[2, 3]"
+    assert inspect_list([2.0, 3]) == "[2.0, 3]"
+
+
+# ---------------------------------------------------------------------------------------------
+# live comparison with the real elixir binary
+
+_FLOAT_SCRIPT = r"""
+IO.read(:stdio, :eof) |> String.split("\n", trim: true) |> Enum.each(fn line ->
+  <<f::float>> = <<String.to_integer(line)::64>>
+  IO.puts("#{f}\t#{inspect(f)}")
+end)
+"""
+
+_SWITCH_POINT_FLOATS = [
+    sign * mantissa * 10.0**exponent
+    for sign in (1.0, -1.0)
+    for mantissa in (1.0, 1.5, 9.999, 1.2345)
+    for exponent in (-6, -5, -4, -3, -2, 0, 2, 3, 4, 15, 16, 17, 20, 21, 22)
+] + [2.0**53 - 1, 2.0**53, 2.0**53 + 2, 2.0**52 + 1, 5.0e-324, 2.2250738585072014e-308, -0.0, 0.0]
+
+
+def _elixir(script: str, stdin: str) -> list[str]:
+    assert ELIXIR is not None
+    done = subprocess.run(
+        [ELIXIR, "-e", script], input=stdin, capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.splitlines()
+
+
+@needs_elixir
+@settings(
+    max_examples=1,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+            st.integers(min_value=-(2**60), max_value=2**60).map(float),
+            st.floats(min_value=1e-12, max_value=1e-3),
+        ),
+        min_size=250,
+        max_size=250,
+    )
+)
+def test_floats_match_live_elixir(generated: list[float]) -> None:
+    floats = generated + _SWITCH_POINT_FLOATS
+    bits = "\n".join(str(struct.unpack(">q", struct.pack(">d", f))[0]) for f in floats)
+    lines = _elixir(_FLOAT_SCRIPT, bits)
+    assert len(lines) == len(floats)
+    mismatches = [
+        (f, line, format_float(f), inspect_float(f))
+        for f, line in zip(floats, lines)
+        if line != f"{format_float(f)}\t{inspect_float(f)}"
+    ]
+    assert mismatches == []
+
+
+_INSPECT_SCRIPT = r"""
+IO.read(:stdio, :eof) |> String.split("\n", trim: true) |> Enum.each(fn line ->
+  {term, _} = Code.eval_string(line)
+  IO.puts(inspect(term))
+end)
+"""
+
+
+@needs_elixir
+def test_inspect_matches_live_elixir() -> None:
+    lines = _elixir(_INSPECT_SCRIPT, "\n".join(source for _, source, _ in INSPECT_TABLE))
+    assert lines == [inspect_term(term) for term, _, _ in INSPECT_TABLE]

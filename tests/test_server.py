@@ -1,0 +1,326 @@
+"""The sidecar as a real subprocess (and its loop in-process): errors, pipelining, lifecycle."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import anyio
+import pytest
+
+from sidecar import codec, server
+from sidecar.cli import SidecarOptions
+from sidecar.logframes import LogFrameHandler
+from sidecar.protocol import frame
+from sidecar.terms import Atom
+from client import REPO_ROOT, SubprocessClient, sidecar_env
+
+pytestmark = pytest.mark.subprocess
+
+OK = Atom("ok")
+ERROR = Atom("error")
+CALL = Atom("call")
+PONG = Atom("pong")
+EXIT_TIMEOUT = 3.0  # generous: a hang fails, a slow shared machine does not
+
+
+@pytest.fixture(scope="module")
+def sidecar():
+    """One sidecar shared by the tests that leave it in a usable state."""
+    client = SubprocessClient("--max-frame-bytes", "20000")
+    yield client
+    assert client.close() == 0
+
+
+def assert_alive(client: SubprocessClient) -> None:
+    assert client.call("ping") is PONG
+
+
+def raw_frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+# ---------------------------------------------------------------------------------------------
+# handshake
+
+
+def test_welcome_describes_the_sidecar(sidecar):
+    info = sidecar.welcome
+    assert info[Atom("implementation")] == "snakepit_sidecar"
+    assert info[Atom("protocol_versions")] == [1]
+    assert info[Atom("os_pid")] == sidecar.process.pid
+    assert info[Atom("max_frame_bytes")] == 20000
+    assert isinstance(info[Atom("version")], str)
+
+
+def test_unsupported_version_then_supported_hello():
+    client = SubprocessClient(hello=False)
+    try:
+        client.send_term((Atom("hello"), 99, {}))
+        reason, message = client.next_protocol_error()
+        assert reason == (Atom("unsupported_version"), 99, [1])
+        assert isinstance(message, str)
+        assert_alive(client)  # calls before a hello are served with the defaults
+        assert client.hello({})[Atom("protocol_versions")] == [1]
+    finally:
+        assert client.close() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed input: each gets its error and the sidecar goes on
+
+
+def test_garbage_bytes_give_a_decode_error(sidecar):
+    sidecar.send_raw(raw_frame(b"\x00\x01garbage"))
+    reason, _ = sidecar.next_protocol_error()
+    assert reason is Atom("decode_error")
+    assert_alive(sidecar)
+
+
+def test_valid_term_that_is_not_a_frame(sidecar):
+    sidecar.send_term({Atom("what"): 1})
+    reason, _ = sidecar.next_protocol_error()
+    assert reason == (Atom("bad_frame"), {Atom("what"): 1})
+    assert_alive(sidecar)
+
+
+def test_call_with_non_list_args(sidecar):
+    sidecar.send_term((CALL, 501, Atom("ping"), Atom("none")))
+    result = sidecar.wait_reply(501)
+    assert result == (ERROR, (Atom("bad_frame"), (CALL, 501, Atom("ping"), Atom("none"))))
+    assert_alive(sidecar)
+
+
+def test_unknown_call(sidecar):
+    assert sidecar.call("no_such_call", 1) == (ERROR, (Atom("unknown_call"), Atom("no_such_call")))
+    assert_alive(sidecar)
+
+
+def test_wrong_arity(sidecar):
+    error, reason = sidecar.call("get_session")
+    assert error is ERROR
+    assert reason[:3] == (Atom("bad_arity"), Atom("get_session"), 0)
+    assert 1 in reason[3]
+    assert_alive(sidecar)
+
+
+def test_bad_argument_type(sidecar):
+    error, reason = sidecar.call("get_session", 42)
+    assert error is ERROR
+    assert reason[:3] == (Atom("bad_argument"), Atom("get_session"), 1)
+    assert isinstance(reason[3], str)
+    assert_alive(sidecar)
+
+
+def test_oversized_frame_with_a_readable_id(sidecar):
+    call_id = sidecar.send_call("store_global_program", "p", "x" * 100_000)
+    result = sidecar.wait_reply(call_id)
+    assert result[0] is ERROR
+    assert result[1][0] is Atom("frame_too_large") and result[1][2] == 20000
+    assert result[1][1] > 100_000
+    assert sidecar.call("get_global_program", "p") == (ERROR, Atom("not_found"))
+    assert_alive(sidecar)
+
+
+def test_oversized_frame_without_an_id(sidecar):
+    data = frame(["no id here", "y" * 50_000])
+    sidecar.send_raw(data)
+    reason, _ = sidecar.next_protocol_error()
+    assert reason == (Atom("frame_too_large"), len(data) - 4, 20000)
+    assert_alive(sidecar)
+
+
+def test_length_header_promising_more_than_arrives_then_eof():
+    client = SubprocessClient()
+    client.send_raw(struct.pack(">I", 1000) + b"\x83h\x04")
+    client.close_stdin()
+    frames = client.read_until_eof()
+    assert (Atom("protocol_error"), (Atom("truncated_frame"), 1000, 3)) == frames[-1][:2]
+    assert client.wait_exit(EXIT_TIMEOUT) == 0
+    client.close()
+
+
+def test_internal_error_is_answered_and_the_loop_goes_on(monkeypatch):
+    def broken_dispatch(store, name, args):
+        if name is Atom("explode"):
+            raise RuntimeError("kaboom")
+        return PONG, []
+
+    monkeypatch.setattr(server.calls, "dispatch", broken_dispatch)
+    sidecar = server.Sidecar(SidecarOptions())
+    out = sidecar.handle_input(frame((CALL, 1, Atom("explode"), [])) + frame((CALL, 2, Atom("ping"), [])))
+    replies = [codec.decode(f[4:]) for f in out if codec.decode(f[4:])[0] is Atom("reply")]
+    assert replies[0][:2] == (Atom("reply"), 1)
+    assert replies[0][2][0] is ERROR and replies[0][2][1][0] is Atom("internal_error")
+    assert "kaboom" in replies[0][2][1][1]
+    assert replies[1] == (Atom("reply"), 2, PONG)
+
+
+# ---------------------------------------------------------------------------------------------
+# throughput shape, telemetry order, logs
+
+
+def test_200_pipelined_calls_are_all_answered_with_their_ids(sidecar):
+    ids = list(range(10_000, 10_200))
+    payload = b"".join(frame((CALL, i, Atom("session_exists?"), [f"nobody-{i}"])) for i in ids)
+    payload += b"".join(frame((CALL, i, Atom("ping"), [])) for i in range(20_000, 20_200))
+    sidecar.send_raw(payload)
+    for i in ids:
+        assert sidecar.wait_reply(i) is False
+    for i in range(20_000, 20_200):
+        assert sidecar.wait_reply(i) is PONG
+
+
+def test_telemetry_frames_come_before_the_reply(sidecar):
+    assert sidecar.call("create_session", "tele")[0] is OK
+    sidecar.take_events()
+    result = sidecar.call("register_variable", "tele", Atom("temp"), Atom("float"), 1.5)
+    assert result[0] is OK
+    events = sidecar.take_events()  # already here: they were sent before the reply
+    assert [e[0] for e in events] == [[Atom("snakepit"), Atom("session_store"), Atom("variable"), Atom("registered")]]
+    assert events[0][2][Atom("session_id")] == "tele"
+
+
+def test_hello_can_turn_telemetry_off():
+    client = SubprocessClient(hello_options={Atom("telemetry"): False})
+    try:
+        client.call("create_session", "quiet")
+        assert client.call("register_variable", "quiet", "x", Atom("integer"), 1)[0] is OK
+        assert client.call("ping") is PONG
+        assert client.take_events() == []
+    finally:
+        client.close()
+
+
+def test_hello_options_override_the_command_line():
+    client = SubprocessClient("--default-ttl", "50", hello_options={Atom("default_ttl"): 77, Atom("monotonic_time"): -576_460_000})
+    try:
+        ok, session = client.call("create_session", "s")
+        assert ok is OK
+        assert session[Atom("ttl")] == 77
+        assert -576_460_000 <= session[Atom("created_at")] <= -576_460_000 + 60
+    finally:
+        client.close()
+
+
+def test_bad_hello_option_is_refused_with_a_log_frame():
+    client = SubprocessClient(hello=False)
+    try:
+        client.send_term((Atom("hello"), 1, {Atom("default_ttl"): "long"}))
+        reason, message = client.next_protocol_error()
+        assert reason == (Atom("invalid_option"), Atom("default_ttl"), "long")
+        assert "default_ttl" in message
+        level, log_message, metadata = client.wait_log()
+        assert level is Atom("warning")
+        assert "default_ttl" in log_message
+        assert metadata[Atom("logger")] == "sidecar.server"
+        assert client.hello({})[Atom("implementation")] == "snakepit_sidecar"
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# stdout hygiene and lifecycle
+
+
+def test_stdout_holds_frames_only():
+    client = SubprocessClient("--log-level", "debug", "--log-frame-level", "debug")
+    client.call("create_session", "a")
+    client.send_raw(raw_frame(b"junk"))
+    client.call("get_stats")
+    client.close_stdin()
+    client.read_until_eof()
+    assert client.wait_exit(EXIT_TIMEOUT) == 0
+    stream = bytes(client.raw_stdout)
+    offset = 0
+    count = 0
+    while offset < len(stream):
+        (size,) = struct.unpack_from(">I", stream, offset)
+        assert offset + 4 + size <= len(stream)
+        term = codec.decode(stream[offset + 4 : offset + 4 + size])
+        assert isinstance(term, tuple) and term[0] in {
+            Atom("welcome"), Atom("reply"), Atom("telemetry"), Atom("log"), Atom("protocol_error")}
+        offset += 4 + size
+        count += 1
+    assert count >= 4
+    client.close()
+
+
+def test_stray_writes_to_stdout_go_to_stderr():
+    script = (
+        "import os\n"
+        "from sidecar.server import take_over_stdout\n"
+        "fd = take_over_stdout()\n"
+        "print('stray print')\n"
+        "os.write(1, b'stray write\\n')\n"
+        "os.write(fd, b'FRAMES')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(REPO_ROOT), env=sidecar_env(),
+                            capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"FRAMES"
+    assert b"stray print" in result.stderr and b"stray write" in result.stderr
+
+
+def test_closing_stdin_exits_with_status_0_promptly():
+    client = SubprocessClient()
+    assert_alive(client)
+    client.close_stdin()
+    assert client.wait_exit(EXIT_TIMEOUT) == 0
+    client.close()
+
+
+def test_periodic_cleanup_expires_sessions():
+    client = SubprocessClient("--cleanup-interval", "60000", hello_options={Atom("cleanup_interval"): 50})
+    try:
+        assert client.call("create_session", "short", [(Atom("ttl"), 1)])[0] is OK
+        assert client.call("create_session", "long", [(Atom("ttl"), 100_000)])[0] is OK
+        assert client.call("__advance_clock__", 10) is OK
+        deadline = time.monotonic() + 10
+        while client.call("session_exists?", "short") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.call("session_exists?", "short") is False
+        assert client.call("session_exists?", "long") is True
+        stats = client.call("get_stats")
+        assert stats[Atom("sessions_expired")] == 1
+        assert stats[Atom("cleanup_runs")] >= 1
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop in-process
+
+
+def test_serve_writes_the_frames_of_one_chunk_with_one_write(monkeypatch):
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    chunk = b"".join(frame((CALL, i, Atom("ping"), [])) for i in range(5))
+    os.write(in_write, chunk)
+    os.close(in_write)
+    writes = []
+    real_write = os.write
+
+    def counting_write(fd, data):
+        if fd == out_write:
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(server.os, "write", counting_write)
+    handler = LogFrameHandler()
+    anyio.run(server.serve, server.Sidecar(SidecarOptions(), handler), in_read, server.FrameWriter(out_write))
+    os.close(out_write)
+    output = os.read(out_read, 1 << 16)
+    os.close(in_read)
+    os.close(out_read)
+    assert len(writes) == 1 and writes[0] == output
+    terms = []
+    offset = 0
+    while offset < len(output):
+        (size,) = struct.unpack_from(">I", output, offset)
+        terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    assert terms == [(Atom("reply"), i, PONG) for i in range(5)]
