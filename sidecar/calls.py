@@ -137,50 +137,50 @@ def _spec(method: str, *params: Param, test_only: bool = False) -> CallSpec:
     return CallSpec(method, params, test_only)
 
 
-_ = Param
+P = Param
 CALLS: dict[Atom, CallSpec] = {
     Atom(name): spec
     for name, spec in {
         # sessions (create_session / store_worker_session validate their id themselves)
-        "create_session": _spec("create_session", _(any_term), _(options, {})),
-        "get_session": _spec("get_session", _(binary)),
-        "delete_session": _spec("delete_session", _(binary)),
-        "session_exists?": _spec("session_exists", _(binary)),
+        "create_session": _spec("create_session", P(any_term), P(options, {})),
+        "get_session": _spec("get_session", P(binary)),
+        "delete_session": _spec("delete_session", P(binary)),
+        "session_exists?": _spec("session_exists", P(binary)),
         "list_sessions": _spec("list_sessions"),
         "cleanup_expired_sessions": _spec("cleanup_expired_sessions"),
         "get_stats": _spec("get_stats"),
-        "store_worker_session": _spec("store_worker_session", _(any_term), _(any_term)),
-        "fetch_session_for_update": _spec("fetch_session_for_update", _(binary)),
-        "put_session_if": _spec("put_session_if", _(binary), _(integer), _(any_term)),
+        "store_worker_session": _spec("store_worker_session", P(any_term), P(any_term)),
+        "fetch_session_for_update": _spec("fetch_session_for_update", P(binary)),
+        "put_session_if": _spec("put_session_if", P(binary), P(integer), P(any_term)),
         # programs
-        "store_global_program": _spec("store_global_program", _(binary), _(any_term)),
-        "get_global_program": _spec("get_global_program", _(binary)),
-        "delete_global_program": _spec("delete_global_program", _(binary)),
-        "store_program": _spec("store_program", _(any_term), _(any_term), _(any_term)),
-        "update_program": _spec("update_program", _(any_term), _(any_term), _(any_term)),
-        "get_program": _spec("get_program", _(any_term), _(any_term)),
+        "store_global_program": _spec("store_global_program", P(binary), P(any_term)),
+        "get_global_program": _spec("get_global_program", P(binary)),
+        "delete_global_program": _spec("delete_global_program", P(binary)),
+        "store_program": _spec("store_program", P(any_term), P(any_term), P(any_term)),
+        "update_program": _spec("update_program", P(any_term), P(any_term), P(any_term)),
+        "get_program": _spec("get_program", P(any_term), P(any_term)),
         # variables
         "register_variable": _spec(
-            "register_variable", _(any_term), _(identifier), _(any_term), _(any_term), _(options, {})
+            "register_variable", P(any_term), P(identifier), P(any_term), P(any_term), P(options, {})
         ),
-        "get_variable": _spec("get_variable", _(any_term), _(identifier)),
+        "get_variable": _spec("get_variable", P(any_term), P(identifier)),
         # "the value, or default on any error": no argument can be wrong here
-        "get_variable_value": _spec("get_variable_value", _(any_term), _(any_term), _(any_term, None)),
-        "update_variable": _spec("update_variable", _(any_term), _(identifier), _(any_term), _(a_map, {})),
-        "delete_variable": _spec("delete_variable", _(any_term), _(identifier)),
+        "get_variable_value": _spec("get_variable_value", P(any_term), P(any_term), P(any_term, None)),
+        "update_variable": _spec("update_variable", P(any_term), P(identifier), P(any_term), P(a_map, {})),
+        "delete_variable": _spec("delete_variable", P(any_term), P(identifier)),
         # a boolean question: anything that is not a variable is simply not there
-        "has_variable?": _spec("has_variable", _(any_term), _(any_term)),
-        "list_variables": _spec("list_variables", _(any_term), _(binary, None)),
-        "get_variables": _spec("get_variables", _(any_term), _(identifier_list)),
-        "update_variables": _spec("update_variables", _(any_term), _(identifier_keyed_map), _(options, {})),
-        "export_variables": _spec("export_variables", _(any_term)),
-        "import_variables": _spec("import_variables", _(any_term), _(a_list)),
+        "has_variable?": _spec("has_variable", P(any_term), P(any_term)),
+        "list_variables": _spec("list_variables", P(any_term), P(binary, None)),
+        "get_variables": _spec("get_variables", P(any_term), P(identifier_list)),
+        "update_variables": _spec("update_variables", P(any_term), P(identifier_keyed_map), P(options, {})),
+        "export_variables": _spec("export_variables", P(any_term)),
+        "import_variables": _spec("import_variables", P(any_term), P(a_list)),
         # extensions
-        "start_optimization": _spec("start_optimization", _(any_term), _(identifier), _(any_term), _(any_term)),
-        "end_optimization": _spec("end_optimization", _(any_term), _(identifier)),
+        "start_optimization": _spec("start_optimization", P(any_term), P(identifier), P(any_term), P(any_term)),
+        "end_optimization": _spec("end_optimization", P(any_term), P(identifier)),
         "ping": _spec("ping"),
         "run_cleanup": _spec("run_cleanup"),
-        "__advance_clock__": _spec("advance_clock", _(non_negative_integer), test_only=True),
+        "__advance_clock__": _spec("advance_clock", P(non_negative_integer), test_only=True),
         "__reset__": _spec("reset", test_only=True),
     }.items()
 }

@@ -36,7 +36,6 @@ BAD_FRAME_ECHO_BYTES = 200
 
 _HEADER = struct.Struct(">I")
 _unpack_header = _HEADER.unpack_from
-_pack_header = _HEADER.pack
 
 A_HELLO = Atom("hello")
 A_CALL = Atom("call")
@@ -102,8 +101,7 @@ Event = Union[Hello, Call, CallError, ProtocolError]
 
 def frame(term: Any) -> bytes:
     """The bytes of one frame (4-byte length + ETF) holding `term`."""
-    body = codec.encode(term)
-    return _pack_header(len(body)) + body
+    return codec.encode_frame(term)
 
 
 def _echo(term: Any, encoded_size: int) -> Any:

@@ -450,3 +450,12 @@ def test_optimization_calls_on_missing_things(client):
     session_with(client)
     assert client.call("start_optimization", "s1", "t", "o", None) == NOT_FOUND
     assert client.call("end_optimization", "s1", "t") == NOT_FOUND
+
+
+def test_import_with_an_enormous_id_number_does_not_break_the_counter(client):
+    session_with(client)
+    huge_id = "var_h_" + "9" * 5000
+    huge = {A("id"): huge_id, A("name"): "h", A("type"): A("integer"), A("value"): 1, A("created_at"): 0}
+    assert client.call("import_variables", "s1", [huge]) == (OK, 1)
+    new_id = register(client, "h", A("integer"), 2)
+    assert new_id != huge_id and client.call("get_variable_value", "s1", huge_id) == 1

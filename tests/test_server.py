@@ -196,11 +196,14 @@ def test_hello_can_turn_telemetry_off():
 
 
 def test_hello_options_override_the_command_line():
-    client = SubprocessClient("--default-ttl", "50", hello_options={Atom("default_ttl"): 77, Atom("monotonic_time"): -576_460_000})
+    hello = {Atom("default_ttl"): 77, Atom("monotonic_time"): -576_460_000,
+             Atom("session_struct"): Atom("Elixir.My.Session"), Atom("unknown_key"): "ignored"}
+    client = SubprocessClient("--default-ttl", "50", hello_options=hello)
     try:
         ok, session = client.call("create_session", "s")
         assert ok is OK
         assert session[Atom("ttl")] == 77
+        assert session[Atom("__struct__")] is Atom("Elixir.My.Session")
         assert -576_460_000 <= session[Atom("created_at")] <= -576_460_000 + 60
     finally:
         client.close()
@@ -293,6 +296,48 @@ def test_periodic_cleanup_expires_sessions():
 
 # ---------------------------------------------------------------------------------------------
 # the loop in-process
+
+
+def decode_all(frames: list[bytes]) -> list:
+    return [codec.decode(f[4:]) for f in frames]
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({Atom("default_ttl"): True}, "default_ttl"),
+        ({Atom("cleanup_interval"): 0}, "cleanup_interval"),
+        ({Atom("telemetry"): "no"}, "telemetry"),
+        ({Atom("session_struct"): "My.Session"}, "session_struct"),
+        ({"monotonic_time": 1.5}, "monotonic_time"),
+    ],
+)
+def test_bad_hello_option_values_are_refused_without_welcome(options, key):
+    sidecar = server.Sidecar(SidecarOptions())
+    terms = decode_all(sidecar.handle_input(frame((Atom("hello"), 1, options))))
+    assert [t[0] for t in terms] == [Atom("protocol_error")]
+    assert terms[0][1][:2] == (Atom("invalid_option"), Atom(key))
+    assert not sidecar.protocol.welcomed
+
+
+def test_only_records_at_the_frame_level_become_log_frames():
+    import logging
+
+    handler = LogFrameHandler(logging.WARNING)
+    logger = logging.getLogger("sidecar.test_logframes")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        logger.info("not sent")
+        logger.error("sent %d", 1)
+    finally:
+        logger.removeHandler(handler)
+    sidecar = server.Sidecar(SidecarOptions(), handler)
+    terms = decode_all(sidecar.handle_input(frame((CALL, 1, Atom("ping"), []))))
+    assert terms[0][:3] == (Atom("log"), Atom("error"), "sent 1")
+    assert terms[0][3][Atom("logger")] == "sidecar.test_logframes"
+    assert terms[1] == (Atom("reply"), 1, PONG)
+    assert len(terms) == 2
 
 
 def test_serve_writes_the_frames_of_one_chunk_with_one_write(monkeypatch):

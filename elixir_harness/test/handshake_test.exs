@@ -57,15 +57,13 @@ defmodule SnakepitSidecar.HandshakeTest do
   end
 
   test "bad frames are dropped, an undecodable reply fails only its caller" do
-    unknown = "snakepit_sidecar_never_seen_atom_#{System.unique_integer([:positive])}"
-
-    unknown_atom_reply =
-      <<131, 104, 3, 119, 5, "reply", 97, 0, 119, byte_size(unknown), unknown::binary>>
+    # a reply to 0 whose binary claims 50 bytes and holds 3: its id is readable, its body not
+    undecodable_reply = <<131, 104, 3, 119, 5, "reply", 97, 0, 109, 50::32, "abc">>
 
     steps = [
       [@welcome],
       # call 0: garbage, a non-frame, a reply nobody waits for, then an undecodable reply to 0
-      [{:raw, <<1, 2, 3>>}, {:nonsense, 1}, {:reply, 99, :nobody}, {:raw, unknown_atom_reply}],
+      [{:raw, <<1, 2, 3>>}, {:nonsense, 1}, {:reply, 99, :nobody}, {:raw, undecodable_reply}],
       # call 1: a proper answer
       [{:reply, 1, :pong}]
     ]

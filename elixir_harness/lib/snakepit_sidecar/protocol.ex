@@ -9,19 +9,16 @@ defmodule SnakepitSidecar.Protocol do
 
   ## Defensive decoding
 
-  `decode/1` never raises. Incoming bytes are decoded with `:erlang.binary_to_term(bin, [:safe])`,
-  which refuses to create atoms that do not exist yet. That is what we want: every atom the
-  sidecar legitimately sends already exists on this node, because it is either
+  `decode/1` never raises. A frame that is not a valid term, or a term that is not a frame of
+  the protocol, becomes an error value. When its first bytes show it is a `{:reply, id, ...}`,
+  the error carries the id (`{:error, {:undecodable_reply, id}}`) so that the one caller waiting
+  for it is told at once instead of timing out.
 
-    * an atom a caller sent (program data, variable names, struct modules from `:hello`...), which
-      the caller created before sending it, or
-    * part of the contract's fixed vocabulary, listed in `vocabulary/0` so that loading this module
-      puts those atoms in the atom table.
-
-  A frame that still fails (corrupt bytes, or atoms nobody here ever used) becomes an error value.
-  When its first bytes show it is a `{:reply, id, ...}`, the error carries the id
-  (`{:error, {:undecodable_reply, id}}`) so that the one caller waiting for it can be told at once
-  instead of timing out.
+  Frames are decoded without `[:safe]`. The sidecar is a child process of this node, not a
+  network peer, and the only atoms it sends are the ones it was sent plus the fixed vocabulary
+  of `docs/protocol.md` and the contract; with `[:safe]`, every atom the sidecar ever starts to
+  return would have to be pre-registered here, and one forgotten atom turns a correct reply
+  into a failed call at run time.
   """
 
   @protocol_version 1
@@ -48,146 +45,9 @@ defmodule SnakepitSidecar.Protocol do
 
   @log_levels [:debug, :info, :warning, :error]
 
-  # Atoms the sidecar may send on its own (contract vocabulary). Being literals of this module,
-  # they exist as soon as it is loaded, so `[:safe]` decoding accepts them.
-  @vocabulary [
-    # frames and protocol errors
-    :hello,
-    :call,
-    :welcome,
-    :reply,
-    :telemetry,
-    :log,
-    :protocol_error,
-    :unsupported_version,
-    :decode_error,
-    :bad_frame,
-    :frame_too_large,
-    :unknown_call,
-    :bad_arity,
-    :bad_argument,
-    :internal_error,
-    :implementation,
-    :version,
-    :os_pid,
-    :max_frame_bytes,
-    :protocol_versions,
-    :debug,
-    :info,
-    :warning,
-    :error,
-    :ok,
-    :pong,
-    :conflict,
-    # sessions
-    :id,
-    :created_at,
-    :last_accessed,
-    :last_worker_id,
-    :ttl,
-    :programs,
-    :variables,
-    :variable_index,
-    :metadata,
-    :stats,
-    :variable_count,
-    :program_count,
-    :total_variable_updates,
-    :sessions_created,
-    :sessions_deleted,
-    :sessions_expired,
-    :cleanup_runs,
-    :global_programs_stored,
-    :global_programs_deleted,
-    :global_programs_expired,
-    :current_sessions,
-    :memory_usage_bytes,
-    :sessions,
-    :global_programs,
-    # variables
-    :name,
-    :type,
-    :value,
-    :constraints,
-    :last_updated_at,
-    :optimization_status,
-    :access_rules,
-    :optimizing,
-    :optimizer_id,
-    :optimizer_pid,
-    :started_at,
-    :found,
-    :missing,
-    :float,
-    :integer,
-    :string,
-    :boolean,
-    :choice,
-    :module,
-    :embedding,
-    :tensor,
-    :infinity,
-    :negative_infinity,
-    :nan,
-    # errors
-    :invalid_id,
-    :invalid_ttl,
-    :invalid_metadata,
-    :invalid_programs,
-    :not_found,
-    :session_not_found,
-    :variable_locked_for_optimization,
-    :unknown_type,
-    :validation_failed,
-    :already_optimizing,
-    :update_failed,
-    :invalid_variable,
-    :invalid_variables,
-    :invalid_variable_index,
-    :invalid_constraints,
-    :invalid_created_at,
-    :invalid_last_accessed,
-    :invalid_last_worker_id,
-    :invalid_name,
-    :invalid_pattern,
-    :invalid_stats,
-    :invalid_timestamps,
-    :not_a_session,
-    :invalid_option,
-    :already_welcomed,
-    :truncated_frame,
-    :description,
-    :source,
-    :function,
-    :opts,
-    :line,
-    :logger,
-    :monotonic_time,
-    Regex,
-    # telemetry
-    :snakepit,
-    :session_store,
-    :variable,
-    :registered,
-    :get,
-    :updated,
-    :deleted,
-    :batch_get,
-    :batch_update,
-    :constraint_violation,
-    :count,
-    :session_id,
-    :cache_hit,
-    :atomic
-  ]
-
   @doc "The protocol version this harness speaks."
   @spec version() :: pos_integer()
   def version, do: @protocol_version
-
-  @doc "Atoms of the contract's vocabulary, guaranteed to exist once this module is loaded."
-  @spec vocabulary() :: [atom()]
-  def vocabulary, do: @vocabulary
 
   @doc """
   Encodes the `{:hello, 1, opts}` frame. `opts` is the map described in `docs/protocol.md`.
@@ -214,7 +74,7 @@ defmodule SnakepitSidecar.Protocol do
   """
   @spec decode(binary()) :: {:ok, incoming()} | {:error, decode_error()}
   def decode(bytes) when is_binary(bytes) do
-    case safe_binary_to_term(bytes) do
+    case try_binary_to_term(bytes) do
       {:ok, term} -> classify(term)
       :error -> undecodable(bytes)
     end
@@ -253,8 +113,8 @@ defmodule SnakepitSidecar.Protocol do
 
   defp peek_integer(_), do: :error
 
-  defp safe_binary_to_term(bytes) do
-    {:ok, :erlang.binary_to_term(bytes, [:safe])}
+  defp try_binary_to_term(bytes) do
+    {:ok, :erlang.binary_to_term(bytes)}
   rescue
     ArgumentError -> :error
   end

@@ -45,15 +45,15 @@ defmodule SnakepitSidecar.Telemetry do
 
     * `[:snakepit_sidecar, :connection, :up]` — a sidecar answered `:hello` with `:welcome`
       (at start, and again after each automatic restart).
-      Measurements: `%{duration: native_time}` (from spawning the process to `:welcome`),
-      `%{system_time: integer}`.
+      Measurements: `%{duration: native_time, system_time: integer}` (`duration`: from
+      spawning the process to `:welcome`).
       Metadata: `%{server: pid, name: name | nil, os_pid: integer, version: binary,
       restart: boolean}`.
     * `[:snakepit_sidecar, :connection, :down]` — the sidecar is gone: it exited or was killed
       (`reason: {:exit_status, status}` or `{:port_exit, term}`) or the store is stopping
       (`reason: {:shutdown, term}`; emitted before the process is stopped).
-      Measurements: `%{pending_calls: n}` (callers that were waiting and got an exit),
-      `%{system_time: integer}`.
+      Measurements: `%{pending_calls: n, system_time: integer}` (`pending_calls`: callers
+      that were waiting and got an exit).
       Metadata: `%{server: pid, name: name | nil, os_pid: integer | nil, reason: term}`.
     * `[:snakepit_sidecar, :call, :stop]` — a call got its reply. Emitted in the caller.
       Measurements: `%{duration: native_time}` (caller's view: request to reply).

@@ -1,0 +1,101 @@
+defmodule Bench.Targets do
+  @moduledoc """
+  The issue's targets, each a ratio on the same run, checked against the measured figures.
+
+    * sequential `get_variable` / `update_variable`: time per call at most 1.5x the floor;
+    * 16 concurrent callers of `get_variable` / `update_variable`: throughput at least 2x the
+      sequential floor rate;
+    * per-variable calls in a session of 1000 variables at least 0.9x as fast as in a session of
+      1 (sequential, 16 and 64 callers);
+    * memory per variable no worse than the ETS original (780 bytes per variable).
+
+  Results are informational: the benchmark prints PASS/MISS and always exits 0.
+  """
+
+  @per_variable [:get_variable, :update_variable]
+  @max_sequential_ratio 1.5
+  @min_concurrent_ratio 2.0
+  @concurrent_target_callers 16
+  @min_size_scaling 0.9
+
+  @doc "Ratio of a cell to the floor: `time` (µs per call ÷ floor) and `rate` (ops/s ÷ floor)."
+  @spec ratios(map(), map()) :: %{time: float(), rate: float()}
+  def ratios(result, floor),
+    do: %{time: result.us_per_call / floor.us_per_call, rate: result.ops_per_s / floor.ops_per_s}
+
+  @doc "The target a cell is checked against, as `{text, passed?}`, or `nil`."
+  @spec cell_target(map(), map()) :: {String.t(), boolean()} | nil
+  def cell_target(%{op: op, callers: 1} = cell, floor) when op in @per_variable,
+    do: {"time <= #{@max_sequential_ratio}x", ratios(cell.result, floor).time <= @max_sequential_ratio}
+
+  def cell_target(%{op: op, callers: @concurrent_target_callers} = cell, floor)
+      when op in @per_variable,
+      do: {"rate >= #{@min_concurrent_ratio}x", ratios(cell.result, floor).rate >= @min_concurrent_ratio}
+
+  def cell_target(_cell, _floor), do: nil
+
+  @doc """
+  Every target check of the run: a list of `%{target, measured, ratio, passed}` (`ratio` is the
+  figure compared with the target's bound).
+  """
+  @spec checks([map()], map(), map() | nil) :: [map()]
+  def checks(cells, floor, memory) do
+    cell_checks =
+      for cell <- cells, {text, passed} <- [cell_target(cell, floor)] do
+        ratios = ratios(cell.result, floor)
+        ratio = if cell.callers == 1, do: ratios.time, else: ratios.rate
+
+        %{
+          target: "#{cell.op}, #{callers_label(cell.callers)}, session of #{cell.size}: #{text}",
+          measured: "#{fmt(cell.result.us_per_call)} us/call, #{fmt(cell.result.ops_per_s, 0)} ops/s",
+          ratio: ratio,
+          passed: passed
+        }
+      end
+
+    scaling_checks =
+      for op <- @per_variable,
+          callers <- cells |> Enum.map(& &1.callers) |> Enum.uniq(),
+          small <- List.wrap(find(cells, op, callers, 1)),
+          large <- List.wrap(find(cells, op, callers, 1000)) do
+        ratio = large.result.ops_per_s / small.result.ops_per_s
+
+        %{
+          target: "#{op}, #{callers_label(callers)}: rate(1000 vars) / rate(1 var) >= #{@min_size_scaling}",
+          measured: "#{fmt(large.result.ops_per_s, 0)} vs #{fmt(small.result.ops_per_s, 0)} ops/s",
+          ratio: ratio,
+          passed: ratio >= @min_size_scaling
+        }
+      end
+
+    memory_checks =
+      if memory do
+        [
+          %{
+            target: "memory per variable <= ETS original (#{fmt(memory.ets_bytes_per_variable, 0)} B)",
+            measured: "#{fmt(memory.bytes_per_variable, 0)} B/variable",
+            ratio: memory.ratio_to_ets,
+            passed: memory.ratio_to_ets <= 1.0
+          }
+        ]
+      else
+        []
+      end
+
+    cell_checks ++ scaling_checks ++ memory_checks
+  end
+
+  @doc "`sequential` or `16 callers`."
+  @spec callers_label(pos_integer()) :: String.t()
+  def callers_label(1), do: "sequential"
+  def callers_label(n), do: "#{n} callers"
+
+  @doc "A number with `digits` decimals."
+  @spec fmt(number(), non_neg_integer()) :: String.t()
+  def fmt(number, digits \\ 2)
+  def fmt(number, 0), do: number |> round() |> Integer.to_string()
+  def fmt(number, digits), do: :erlang.float_to_binary(number / 1, decimals: digits)
+
+  defp find(cells, op, callers, size),
+    do: Enum.find(cells, &(&1.op == op and &1.callers == callers and &1.size == size))
+end
