@@ -25,7 +25,12 @@ defmodule Mix.Tasks.SnakepitSidecar.Record do
 
   @scenario_dir Path.expand("../../../recording_scenarios", __DIR__)
   @default_out Path.expand("../../../../tests/recordings", __DIR__)
-  @store_options [name: nil, cleanup_interval: 3_600_000, default_ttl: 3600, global_program_ttl: 3600]
+  @store_options [
+    name: nil,
+    cleanup_interval: 3_600_000,
+    default_ttl: 3600,
+    global_program_ttl: 3600
+  ]
 
   @impl Mix.Task
   def run(args) do
@@ -75,7 +80,9 @@ defmodule Mix.Tasks.SnakepitSidecar.Record do
 
   defp record(script, path) do
     Process.flag(:trap_exit, true)
-    {:ok, store} = SnakepitSidecar.SessionStore.start_link(Keyword.put(@store_options, :record, path))
+
+    {:ok, store} =
+      SnakepitSidecar.SessionStore.start_link(Keyword.put(@store_options, :record, path))
 
     try do
       binding = [store: store, scenario: Path.basename(script, ".exs")]
@@ -84,7 +91,11 @@ defmodule Mix.Tasks.SnakepitSidecar.Record do
       error ->
         stop(store)
         File.rm(path)
-        Mix.raise("scenario #{Path.basename(script)} failed: " <> Exception.format(:error, error, __STACKTRACE__))
+
+        Mix.raise(
+          "scenario #{Path.basename(script)} failed: " <>
+            Exception.format(:error, error, __STACKTRACE__)
+        )
     else
       _ -> stop(store)
     end
