@@ -1,12 +1,22 @@
 """Native terms printed as Elixir 1.14's `inspect/1` prints them (and, optionally, pretty).
 
+The one inspect printer of the sidecar: messages (`sidecar.types`, `sidecar.structs`,
+`to_string_term`'s fallback in `sidecar.elixir_format`) and the replay tool both use it.
+
 `inspect(term)` gives one line, like `Kernel.inspect/1`: `:ok`, `nil`, `Snakepit.Bridge.Session`,
-`"abc"`, `<<255, 0>>`, `'abc'`, `[a: 1]`, `%{:a => 1, "b" => 2}`, `%Mod{id: "s"}`, `{:ok, 1.5}`.
+`"abc"`, `<<255, 0>>`, `'abc'`, `[a: 1]`, `%{:a => 1, "b" => 2}`, `%Mod{id: "s"}`, `{:ok, 1.5}`,
+`[2, 3]`, `1000.0` (floats via `sidecar.elixir_format.inspect_float`).
 `inspect(term, pretty=True, width=80)` breaks containers that do not fit over indented lines,
 like `IO.inspect/1`. Small maps (32 keys or fewer) are printed in Erlang term order of their
 keys, as the BEAM stores them, whatever order the Python dict holds; larger maps in dict order.
 Pids, ports, references and funs (`terms.Opaque`) print in Elixir's `#PID<...>` style where
-their bytes can be read, as `#Kind<hex>` otherwise.
+their bytes can be read, as `#Kind<hex>` otherwise. A `str` holding surrogate escapes
+(`surrogateescape`, invalid UTF-8 bytes) prints as the bytes it stands for. A map with a
+`__struct__` module prints as `%Mod{...}`, as Elixir does when that struct module is loaded.
+`inspect_atom`, `inspect_key` (`a: ` / `"b" => `) and `term_order_key` (Erlang term order)
+are the pieces the replay matcher uses on their own.
+
+Checked against the real `elixir` binary by tests/test_elixir_inspect.py.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque
 
 from sidecar.elixir_format import inspect_float
 
-__all__ = ["inspect", "inspect_atom", "inspect_key", "term_order_key", "format_float"]
+__all__ = ["inspect", "inspect_atom", "inspect_key", "term_order_key"]
 
 # Operators Elixir 1.14 prints as atoms without quotes (`:+`, `:|>`), found by asking Elixir.
 _UNQUOTED_OPERATORS = frozenset(
@@ -43,6 +53,8 @@ _STRING_ESCAPES = {
     "\x0b": "\\v",
     "\x7f": "\\d",
 }
+# `List.ascii_printable?/1`: the code points a list may hold to print as a charlist ('abc')
+_CHARLIST_PRINTABLE = frozenset([7, 8, 9, 10, 11, 12, 13, 27, *range(0x20, 0x7F)])
 _MAX_SORTED_MAP = 32
 
 
@@ -72,11 +84,31 @@ def _escape(text: str, quote: str) -> str:
             out.append("\\#")
         elif char in _STRING_ESCAPES:
             out.append(_STRING_ESCAPES[char])
+        elif char == "\ufeff":  # the byte order mark: printable, but written escaped
+            out.append("\\uFEFF")
         elif not _printable_char(char):
-            out.append("\\x{%X}" % ord(char))
+            out.append(_escape_code_point(ord(char)))
         else:
             out.append(char)
     return "".join(out)
+
+
+def _escape_code_point(code: int) -> str:
+    """A non-printable code point as Elixir 1.14 escapes it: `\\0`, `\\x1F`, `\\x{FFFE}`."""
+    if code == 0:
+        return "\\0"
+    if code < 0x100:
+        return "\\x%02X" % code
+    return "\\x{%04X}" % code
+
+
+def _utf8_bytes(text: str) -> bytes:
+    """The bytes of the binary `text` stands for: surrogate escapes (`surrogateescape`) are the
+    invalid bytes they replaced; other lone surrogates are encoded as they are."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _inspect_bytes(data: bytes) -> str:
@@ -87,10 +119,7 @@ def _inspect_binary(text: str) -> str:
     """A UTF-8 binary: `"..."` when printable, else its bytes."""
     if all(_printable_char(c) for c in text):
         return '"' + _escape(text, '"') + '"'
-    try:
-        return _inspect_bytes(text.encode("utf-8"))
-    except UnicodeEncodeError:  # lone surrogates: not a real binary, show the code points
-        return _inspect_bytes(text.encode("utf-8", "surrogatepass"))
+    return _inspect_bytes(_utf8_bytes(text))
 
 
 def _inspect_bitstring(bits: BitString) -> str:
@@ -158,11 +187,6 @@ def _is_keyword_key(term: Any) -> bool:
     return isinstance(term, Atom) and not term.name.startswith("Elixir.")
 
 
-def format_float(value: float) -> str:
-    """A float as `inspect/1` prints it (`1.0e-5`, `100.0`, `1000000000000000.0`)."""
-    return inspect_float(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # opaque terms
 
@@ -219,7 +243,7 @@ def _unwrap_key(term: Any) -> Any:
 
 def _binary_bytes(term: Any) -> bytes:
     if isinstance(term, str):
-        return term.encode("utf-8", "surrogatepass")
+        return _utf8_bytes(term)
     if isinstance(term, BitString):
         return term.data
     return bytes(term)
@@ -348,7 +372,7 @@ def _doc(term: Any) -> _Doc:
     if isinstance(term, int):
         return str(term)
     if isinstance(term, float):
-        return format_float(term)
+        return inspect_float(term)
     if isinstance(term, str):
         return _inspect_binary(term)
     if isinstance(term, bytes):
@@ -360,9 +384,10 @@ def _doc(term: Any) -> _Doc:
     if isinstance(term, list):
         return _list_doc(term)
     if isinstance(term, ImproperList):
+        if not term.items:  # `[ | tail]` is just the tail
+            return _doc(term.tail)
         items = [_doc(t) for t in term.items]
-        if items:
-            items[-1] = _Seq([items[-1], " | ", _doc(term.tail)])
+        items[-1] = _Seq([items[-1], " | ", _doc(term.tail)])
         return _Container("[", items, "]")
     if isinstance(term, dict):
         return _map_doc(term)
@@ -372,13 +397,10 @@ def _doc(term: Any) -> _Doc:
 
 
 def _charlist_text(items: list) -> str | None:
-    """The text of a printable charlist (`List.ascii_printable?/1`), else None."""
-    if not items or not all(type(i) is int for i in items):
+    """The text of a printable charlist (`List.ascii_printable?/1`: no DEL, no non-ASCII), else None."""
+    if not items or not all(type(i) is int and i in _CHARLIST_PRINTABLE for i in items):
         return None
-    chars = [chr(i) for i in items if 0 <= i <= 0x10FFFF]
-    if len(chars) != len(items) or not all(0x20 <= ord(c) <= 0x7E or c in _STRING_ESCAPES for c in chars):
-        return None
-    return "".join(chars)
+    return "".join(chr(i) for i in items)
 
 
 def _list_doc(items: list) -> _Doc:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from . import types
-from .elixir_format import inspect_term
+from .elixir_inspect import inspect
 from .storage.base import EMPTY_LIST, EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord
 from .terms import Atom, to_string
 
@@ -363,7 +363,7 @@ def parse_imported_variable(term: Any) -> VariableRecord:
         value = types.coerce(type_atom, model.value)
         types.check_constraints(type_atom, value, model.constraints)
     except types.UnknownType:
-        raise InvalidImport(f"type: unknown type {inspect_term(model.type)}") from None
+        raise InvalidImport(f"type: unknown type {inspect(model.type)}") from None
     except types.ValueRejected as rejected:
         raise InvalidImport(f"value: {rejected.message}") from None
     last_updated_at = model.created_at if model.last_updated_at is None else model.last_updated_at

@@ -50,7 +50,8 @@ from typing import Any, Callable, Iterable
 
 import regex
 
-from sidecar.elixir_format import format_number, inspect_list, inspect_term, join, to_string_term
+from sidecar.elixir_format import format_number, join, to_string_term
+from sidecar.elixir_inspect import inspect
 from sidecar.terms import Atom, ImproperList, term_equal
 
 __all__ = [
@@ -365,7 +366,7 @@ def _constraint(constraints: dict, key: str) -> Any:
 
 
 def _invalid_constraint(key: str, bound: Any) -> ConstraintViolation:
-    return ConstraintViolation(f"invalid constraint {key}: {inspect_term(bound)}")
+    return ConstraintViolation(f"invalid constraint {key}: {inspect(bound)}")
 
 
 def _check_numeric_range(value: Any, constraints: dict) -> None:
@@ -440,11 +441,7 @@ def _check_embedding(value: list, constraints: dict) -> None:
 def _check_tensor(value: dict, constraints: dict) -> None:
     expected_shape = _constraint(constraints, "shape")
     if _truthy(expected_shape) and not _loose_equal(value.get("shape"), expected_shape):
-        if isinstance(expected_shape, list):
-            shown = inspect_list(expected_shape)
-        else:
-            shown = inspect_term(expected_shape)
-        raise ConstraintViolation(f"shape must be {shown}")
+        raise ConstraintViolation(f"shape must be {inspect(expected_shape)}")
 
 
 def _no_constraints(value: Any, constraints: dict) -> None:
@@ -475,7 +472,7 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
         constraints = {}
     if not isinstance(constraints, dict):
         raise ConstraintViolation(
-            f"invalid constraints: expected a map, got {inspect_term(constraints)}"
+            f"invalid constraints: expected a map, got {inspect(constraints)}"
         )
     coerced = coerce(type_atom, value)
     _CHECKERS[type_atom.name](coerced, constraints)

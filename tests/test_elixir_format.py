@@ -1,8 +1,9 @@
-"""Tests for sidecar.elixir_format: numbers and terms printed as Elixir 1.14 prints them.
+"""Tests for sidecar.elixir_format: numbers and terms printed as Elixir 1.14's `to_string/1` and
+interpolation print them, and floats as `inspect/1` prints them.
 
-The tables hold outputs read off the real `elixir` binary; the live tests ask it again, for a
-few hundred Hypothesis-generated floats and a table of terms, in one invocation each. They skip
-only when `elixir` is not on PATH.
+The tables hold outputs read off the real `elixir` binary; the live test asks it again, for a
+few hundred Hypothesis-generated floats, in one invocation. It skips only when `elixir` is not
+on PATH. The inspect tests of other terms are in tests/test_elixir_inspect.py.
 """
 
 from __future__ import annotations
@@ -16,16 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.elixir_format import (
-    format_float,
-    format_number,
-    inspect_float,
-    inspect_list,
-    inspect_term,
-    join,
-    to_string_term,
-)
-from sidecar.terms import Atom, BitString, ImproperList
+from sidecar.elixir_format import format_float, format_number, inspect_float, join, to_string_term
+from sidecar.terms import Atom
 
 ELIXIR = shutil.which("elixir")
 needs_elixir = pytest.mark.skipif(ELIXIR is None, reason="the `elixir` binary is not on PATH")
@@ -63,13 +56,11 @@ def test_float_table(value: float, as_string: str, as_inspect: str) -> None:
     assert format_float(value) == as_string
     assert format_number(value) == as_string
     assert inspect_float(value) == as_inspect
-    assert inspect_term(value) == as_inspect
 
 
 @pytest.mark.parametrize("value, text", [(0, "0"), (100, "100"), (-7, "-7"), (10**30, "1" + "0" * 30)])
 def test_integers_print_plainly(value: int, text: str) -> None:
     assert format_number(value) == text
-    assert inspect_term(value) == text
 
 
 @pytest.mark.parametrize("not_a_number", [True, False, None, "1", Atom("infinity")])
@@ -107,62 +98,6 @@ def test_to_string_term(term: object, as_string: str) -> None:
 def test_join_is_enum_join() -> None:
     assert join([Atom("a"), "b", Atom("Elixir.Foo"), 1, 2.5]) == "a, b, Elixir.Foo, 1, 2.5"
     assert join([]) == ""
-
-
-# (native term, Elixir source of the same term, inspect output)
-INSPECT_TABLE = [
-    ([2, 3], "[2, 3]", "[2, 3]"),
-    ([32, 65], "[32, 65]", "' A'"),
-    ([7, 65], "[7, 65]", "'\\aA'"),
-    ([39, 65], "[39, 65]", "'\\'A'"),
-    ([97, 256], "[97, 256]", "[97, 256]"),
-    ([65.0, 66], "[65.0, 66]", "[65.0, 66]"),
-    ([True], "[true]", "[true]"),
-    ([], "[]", "[]"),
-    ([1.0, 1000.0, 1.0e-5], "[1.0, 1000.0, 1.0e-5]", "[1.0, 1000.0, 1.0e-5]"),
-    ([(Atom("a"), 1), (Atom("b"), 2)], "[a: 1, b: 2]", "[a: 1, b: 2]"),
-    ([(Atom("a"), 1), ("b", 2)], '[{:a, 1}, {"b", 2}]', '[{:a, 1}, {"b", 2}]'),
-    (ImproperList([1], 2), "[1 | 2]", "[1 | 2]"),
-    ((1, Atom("a")), "{1, :a}", "{1, :a}"),
-    ((), "{}", "{}"),
-    (None, "nil", "nil"),
-    (True, "true", "true"),
-    (Atom("foo bar"), ':"foo bar"', ':"foo bar"'),
-    (Atom("Elixir.Foo.Bar"), "Foo.Bar", "Foo.Bar"),
-    (Atom("Elixir.foo"), ':"Elixir.foo"', ':"Elixir.foo"'),
-    (Atom("a?"), ":a?", ":a?"),
-    (Atom("a@b"), ":a@b", ":a@b"),
-    (Atom("9a"), ':"9a"', ':"9a"'),
-    (Atom("+"), ":+", ":+"),
-    (Atom("::"), ':"::"', ':"::"'),
-    (Atom("<|>"), ':"<|>"', ':"<|>"'),
-    (Atom("->"), ':"->"', ":->"),
-    (Atom("**"), ':"**"', ":**"),
-    (Atom(""), ':""', ':""'),
-    ("é", '"é"', '"é"'),
-    ('a"b\\c#{x}\n\t', '"a\\"b\\\\c\\#{x}\\n\\t"', '"a\\"b\\\\c\\#{x}\\n\\t"'),
-    (b"\xff", "<<255>>", "<<255>>"),
-    ("\x00", "<<0>>", "<<0>>"),
-    (BitString(b"\xa0", 3), "<<5::size(3)>>", "<<5::size(3)>>"),
-    ({Atom("a"): 1, Atom("b"): "x"}, '%{a: 1, b: "x"}', '%{a: 1, b: "x"}'),
-    ({"b": 1, Atom("a"): 2}, '%{"b" => 1, :a => 2}', '%{:a => 2, "b" => 1}'),
-    (
-        {"a": 3, (1, 2): 1, Atom("b"): 4, 1.5: 5, 2: 6},
-        '%{"a" => 3, {1, 2} => 1, :b => 4, 1.5 => 5, 2 => 6}',
-        '%{2 => 6, 1.5 => 5, :b => 4, {1, 2} => 1, "a" => 3}',
-    ),
-    ({}, "%{}", "%{}"),
-]
-
-
-@pytest.mark.parametrize("term, source, expected", INSPECT_TABLE)
-def test_inspect_table(term: object, source: str, expected: str) -> None:
-    assert inspect_term(term) == expected
-
-
-def test_inspect_list_for_shape_messages() -> None:
-    assert inspect_list([2, 3]) == "[2, 3]"
-    assert inspect_list([2.0, 3]) == "[2.0, 3]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,17 +156,3 @@ def test_floats_match_live_elixir(generated: list[float]) -> None:
         if line != f"{format_float(f)}\t{inspect_float(f)}"
     ]
     assert mismatches == []
-
-
-_INSPECT_SCRIPT = r"""
-IO.read(:stdio, :eof) |> String.split("\n", trim: true) |> Enum.each(fn line ->
-  {term, _} = Code.eval_string(line)
-  IO.puts(inspect(term))
-end)
-"""
-
-
-@needs_elixir
-def test_inspect_matches_live_elixir() -> None:
-    lines = _elixir(_INSPECT_SCRIPT, "\n".join(source for _, source, _ in INSPECT_TABLE))
-    assert lines == [inspect_term(term) for term, _, _ in INSPECT_TABLE]

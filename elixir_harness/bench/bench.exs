@@ -41,7 +41,8 @@ defmodule Bench.Main do
 
     echo = EchoFloor.open(python)
     floor_fun = EchoFloor.round_trip_fun(echo)
-    sample_floor = fn -> Measure.cell(floor_fun, 1, settings) |> tap(&log("floor: #{us(&1)} us/call")) end
+    floor_settings = Keyword.update!(settings, :target_ms, &div(&1, 2))
+    sample_floor = fn -> Measure.cell(floor_fun, 1, floor_settings) |> tap(&log("floor: #{us(&1)} us/call")) end
     first_floor = sample_floor.()
 
     {:ok, owner} = EchoFloor.Owner.start_link(python)
@@ -56,11 +57,14 @@ defmodule Bench.Main do
     sessions =
       Map.new(Enum.uniq(@session_sizes ++ [10]), fn size -> {size, Workload.create_session(server, size)} end)
 
+    groups = for op <- Workload.operations(), size <- @session_sizes, do: {op, size}
+
     {cells, floor_samples} =
-      Enum.flat_map_reduce(Workload.operations(), [first_floor], fn op, samples ->
+      Enum.flat_map_reduce(groups, [first_floor], fn {op, size}, samples ->
+        names = Map.fetch!(sessions, Workload.effective_size(op, size))
+
         cells =
-          for size <- @session_sizes, callers <- @callers do
-            names = Map.fetch!(sessions, Workload.effective_size(op, size))
+          for callers <- @callers do
             result = Measure.cell(Workload.call_fun(server, op, names), callers, settings)
 
             log("#{Workload.label(op)} vars=#{Workload.effective_size(op, size)} callers=#{callers}: " <>
@@ -96,7 +100,7 @@ defmodule Bench.Main do
     if write?, do: write_docs(run, python)
   end
 
-  # The floor is sampled before the cells and after each operation's cells; the run uses the
+  # The floor is sampled before the cells and after each (operation, size) group; the run uses the
   # median sample and reports the spread (the machine is shared: the floor drifts too).
   defp combine_floors(samples) do
     sorted = Enum.sort_by(samples, & &1.us_per_call)
