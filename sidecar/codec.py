@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import erlang
 
-from .terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
+from .terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
 
 __all__ = [
     "DecodeError",
@@ -537,6 +537,11 @@ def encode(term: Any) -> bytes:
     return b"".join(chunks)
 
 
+def encode_body(term: Any) -> bytes:
+    """`encode(term)` without the version byte: what `terms.Encoded` holds."""
+    return encode(term)[1:]
+
+
 def encode_frame(term: Any) -> bytes:
     """A {:packet, 4} frame: 4-byte big-endian length, then encode(term)."""
     payload = encode(term)
@@ -639,7 +644,9 @@ def _enc_list(term: list | tuple, put: Callable[[bytes], None]) -> None:
 
 def _enc_other(term: Any, put: Callable[[bytes], None]) -> None:
     """Wrappers and subclasses: everything not matched by exact type in `_enc`."""
-    if isinstance(term, ListKey):
+    if type(term) is Encoded:
+        put(term.etf)
+    elif isinstance(term, ListKey):
         _enc_list(term, put)
     elif isinstance(term, MapKey):
         put(_pack_BI(MAP_EXT, len(term)))
@@ -869,6 +876,8 @@ def _to_erlang_py(term: Any) -> Any:
     if isinstance(term, Opaque):
         if not term.etf:
             raise EncodeError("empty Opaque")
+        return _raw_etf(term.etf)
+    if isinstance(term, Encoded):
         return _raw_etf(term.etf)
     raise EncodeError(f"no Elixir form for a Python {type(term).__name__}: {term!r:.80}")
 

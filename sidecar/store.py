@@ -22,6 +22,7 @@ from . import types
 from .config import StoreConfig
 from .storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, StorageBackend, VariableRecord
 from .structs import (
+    encoded_variable,
     InvalidImport,
     InvalidSession,
     export_variable,
@@ -32,9 +33,8 @@ from .structs import (
     parse_imported_variable,
     parse_session,
     render_session,
-    render_variable,
 )
-from .terms import Atom, hashable_key
+from .terms import Atom, Encoded, hashable_key
 
 __all__ = ["SessionStore", "StoreConfig", "process_rss_bytes"]
 
@@ -163,8 +163,8 @@ class SessionStore:
     def _render_session(self, session: SessionRecord) -> dict:
         return render_session(session, self.config.session_struct, self.config.variable_struct)
 
-    def _render_variable(self, variable: VariableRecord) -> dict:
-        return render_variable(variable, self.config.variable_struct)
+    def _render_variable(self, variable: VariableRecord) -> Encoded:
+        return encoded_variable(variable, self.config.variable_struct)
 
     def _session(self, session_id: Any) -> Optional[SessionRecord]:
         """The session, or None (also for a session id that is not a binary)."""

@@ -131,6 +131,28 @@ class Opaque:
         return f"Opaque({self.kind!r}, {self.etf.hex()})"
 
 
+class Encoded:
+    """A term already in the external term format (`etf`, without the version byte 131).
+
+    The encoder writes it verbatim, so a reply can carry a cached encoding (a variable's struct
+    is encoded once per version, not once per read); decoding the reply gives the term back.
+    """
+
+    __slots__ = ("etf",)
+
+    def __init__(self, etf: bytes) -> None:
+        self.etf = etf
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Encoded) and self.etf == other.etf
+
+    def __hash__(self) -> int:
+        return hash(("encoded", self.etf))
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.etf.hex()})"
+
+
 class ListKey(tuple):
     """A list used as a map key (Python lists are unhashable). Encodes back as a list."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar import calls
+from sidecar import calls, codec
 from sidecar.clock import FakeClock
 from sidecar.config import StoreConfig
 from sidecar.storage.memory import MemoryBackend
@@ -30,9 +30,12 @@ class Client:
         self._events: list[tuple[Any, Any, Any]] = []
 
     def call(self, function: str, *args: Any) -> Any:
-        result, events = calls.dispatch(self.store, Atom(function), list(args))
-        self._events.extend(events)
-        return result
+        # Arguments, result and events cross the codec as they do on the wire, so the store sees
+        # what it would be sent, and cached encodings in results (terms.Encoded) become terms.
+        sent = codec.decode(codec.encode(list(args)))
+        result, events = calls.dispatch(self.store, Atom(function), sent)
+        self._events.extend(codec.decode(codec.encode(list(events))))
+        return codec.decode(codec.encode(result))
 
     def take_events(self) -> list[tuple[Any, Any, Any]]:
         """The telemetry events since the last take, oldest first."""
