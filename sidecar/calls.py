@@ -200,6 +200,15 @@ def lookup(store: Any, name: Any) -> Optional[CallSpec]:
 
 def dispatch(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
     """Run one call: `(result_term, events)`. Never raises."""
+    if type(args) is list and type(name) is Atom:
+        runner = _RUNNERS.get((name, len(args)))
+        if runner is not None:
+            return runner(store, args)
+    return _dispatch_checked(store, name, args)
+
+
+def _dispatch_checked(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
+    """The general path: every check of the table, in order (what the runners precompute)."""
     spec = lookup(store, name)
     if spec is None:
         return _error((A_UNKNOWN_CALL, name)), []
@@ -217,8 +226,65 @@ def dispatch(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
             call_args.append(param.check(args[position - 1]))
         except BadArgument as bad:
             return _error((A_BAD_ARGUMENT, name, position, bad.expected)), []
+    return _run(store, name, spec.method, call_args)
+
+
+def _run(store: Any, name: Atom, method: str, call_args: list) -> tuple[Any, Any]:
     try:
-        return getattr(store, spec.method)(*call_args)
+        return getattr(store, method)(*call_args)
     except Exception as exc:  # a defect: the store changes records only after its checks pass
-        log.exception("call %s failed", name.name)
-        return _error((A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), []
+        return _internal_error(name, exc)
+
+
+def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
+    """Log a defect met while running `name` (from inside its `except`) and answer it."""
+    log.exception("call %s failed", name.name)
+    return _error((A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), []
+
+
+# per-call fast path --------------------------------------------------------------------------
+#
+# For every (name, arity) of a call that is not test-only, a runner that does exactly what
+# `_dispatch_checked` does for that arity, with the arity and the table walk resolved once:
+# it checks only the arguments whose check is not `any_term`, in position order, appends the
+# defaults of the missing ones, and calls the store method (looked up on the store per call, so
+# a replaced method is honoured). Test-only calls depend on the store's config: general path.
+
+
+def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list], tuple[Any, Any]]:
+    method = spec.method
+    checks = tuple(
+        (position, param.check)
+        for position, param in enumerate(spec.params[:arity], start=1)
+        if param.check is not any_term
+    )
+    defaults = [param.default for param in spec.params[arity:]]
+
+    if not checks and not defaults:
+
+        def run_plain(store: Any, args: list) -> tuple[Any, Any]:
+            try:
+                return getattr(store, method)(*args)
+            except Exception as exc:  # a defect, as in `_run`
+                return _internal_error(name, exc)
+
+        return run_plain
+
+    def run_checked(store: Any, args: list) -> tuple[Any, Any]:
+        call_args = args + defaults if defaults else list(args)
+        for position, check in checks:
+            try:
+                call_args[position - 1] = check(call_args[position - 1])
+            except BadArgument as bad:
+                return _error((A_BAD_ARGUMENT, name, position, bad.expected)), []
+        return _run(store, name, method, call_args)
+
+    return run_checked
+
+
+_RUNNERS: dict[tuple[Atom, int], Callable[[Any, list], tuple[Any, Any]]] = {
+    (name, arity): _make_runner(name, spec, arity)
+    for name, spec in CALLS.items()
+    if not spec.test_only
+    for arity in spec.arities
+}

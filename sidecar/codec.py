@@ -7,6 +7,12 @@ Public entry points:
     encode_frame(term) -> bytes    4-byte big-endian length + encode(term) ({:packet, 4})
     peek_call_id(prefix) -> int | None
                                    the id of a `{:call, id, _, _}` frame from its first bytes
+    encode_tagged_frame(head, *items) -> bytes
+                                   encode_frame((tag, *items)) for a prebuilt `tagged_head`
+                                   (the hot path for replies and telemetry frames)
+    decode_call(body) -> (id, function, args) | None
+                                   the hot path for a request frame's body: the parts of a
+                                   well-formed `{:call, id, atom, list}`, else None
     decode_via_erlang_py / encode_via_erlang_py
                                    the same on top of erlang-py plus a mapping layer; slow,
                                    kept as the reference oracle for tests
@@ -49,6 +55,9 @@ __all__ = [
     "encode",
     "encode_frame",
     "peek_call_id",
+    "decode_call",
+    "tagged_head",
+    "encode_tagged_frame",
     "decode_via_erlang_py",
     "encode_via_erlang_py",
 ]
@@ -111,6 +120,7 @@ _unpack_i = struct.Struct(">i").unpack_from
 _unpack_d = struct.Struct(">d").unpack_from
 _unpack_H = struct.Struct(">H").unpack_from
 _pack_BI = struct.Struct(">BI").pack
+_pack_I = struct.Struct(">I").pack
 _pack_Bi = struct.Struct(">Bi").pack
 _pack_Bd = struct.Struct(">Bd").pack
 _pack_BH = struct.Struct(">BH").pack
@@ -550,6 +560,74 @@ def encode_frame(term: Any) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
 
 
+def tagged_head(tag: Atom, arity: int) -> bytes:
+    """The first bytes of `encode((tag, ...))` for a tuple of `arity` (<= 255) elements."""
+    if not 1 <= arity <= 255:
+        raise ValueError("a tagged head needs a small tuple")
+    return bytes((VERSION, SMALL_TUPLE_EXT, arity)) + (_ATOM_ENCODINGS.get(tag) or _atom_encoding(tag))
+
+
+def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
+    """`encode_frame((tag, *items))`, byte for byte, where `head` is `tagged_head(tag, 1 + len(items))`.
+
+    The outer tuple and tag are prebuilt; the shapes most replies take (an atom, a small integer,
+    `{atom, atom | Encoded | binary}`) are written without the general encoder."""
+    chunks = [head]
+    put = chunks.append
+    try:
+        for item in items:
+            kind = type(item)
+            if kind is Atom:
+                put(_ATOM_ENCODINGS.get(item) or _atom_encoding(item))
+            elif kind is int and 0 <= item <= 255:
+                put(_SMALL_INTS[item])
+            elif kind is dict:  # flat maps with atom keys: telemetry measurements and metadata
+                put(_pack_BI(MAP_EXT, len(item)))
+                for key, value in item.items():
+                    if type(key) is Atom:
+                        put(_ATOM_ENCODINGS.get(key) or _atom_encoding(key))
+                    else:
+                        _enc(key, put)
+                    value_kind = type(value)
+                    if value_kind is int and 0 <= value <= 255:
+                        put(_SMALL_INTS[value])
+                    elif value_kind is Atom:
+                        put(_ATOM_ENCODINGS.get(value) or _atom_encoding(value))
+                    elif value_kind is str:
+                        raw = value.encode()
+                        put(_pack_BI(BINARY_EXT, len(raw)))
+                        put(raw)
+                    elif value_kind is bool:
+                        put(_TRUE_ATOM if value else _FALSE_ATOM)
+                    else:
+                        _enc(value, put)
+            elif kind is tuple and len(item) == 2 and type(item[0]) is Atom:
+                first, second = item
+                put(_TUPLE2)
+                put(_ATOM_ENCODINGS.get(first) or _atom_encoding(first))
+                if type(second) is Encoded:
+                    put(second.etf)
+                elif type(second) is Atom:
+                    put(_ATOM_ENCODINGS.get(second) or _atom_encoding(second))
+                else:
+                    _enc(second, put)
+            else:
+                _enc(item, put)
+    except RecursionError as exc:
+        raise EncodeError("term nested too deeply") from exc
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"string is not encodable as UTF-8: {exc}") from exc
+    except (OverflowError, struct.error) as exc:
+        raise EncodeError(f"term too large for the external term format: {exc}") from exc
+    payload = b"".join(chunks)
+    if len(payload) > 0xFFFFFFFF:
+        raise EncodeError("term too large for a {:packet, 4} frame")
+    return _pack_I(len(payload)) + payload
+
+
+_TUPLE2 = bytes((SMALL_TUPLE_EXT, 2))
+
+
 def _atom_encoding(atom: Atom) -> bytes:
     name = atom.name
     if len(name) > _MAX_ATOM_CHARS:
@@ -588,7 +666,10 @@ def _enc(term: Any, put: Callable[[bytes], None]) -> None:
                 put(_ATOM_ENCODINGS.get(key) or _atom_encoding(key))
             else:
                 _enc(key, put)
-            _enc(value, put)
+            if type(value) is Encoded:  # inline: cached variable structs (get_variables)
+                put(value.etf)
+            else:
+                _enc(value, put)
     elif kind is int:
         if 0 <= term <= 255:
             put(_SMALL_INTS[term])
@@ -888,3 +969,52 @@ def _to_erlang_py_map(pairs: Any) -> dict:
         _raw_etf(erlang.term_to_binary(_to_erlang_py(key))[1:]): _to_erlang_py(value)
         for key, value in pairs
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# decode_call: the request hot path
+# ---------------------------------------------------------------------------------------------
+
+# `131, {4-tuple, :call` in each atom encoding a peer may use -> the offset after it
+_CALL_HEADERS = {bytes((VERSION, SMALL_TUPLE_EXT, 4)) + atom: 3 + len(atom) for atom in _CALL_ATOMS}
+_CALL_HEADER_SHORT = bytes((VERSION, SMALL_TUPLE_EXT, 4)) + _CALL_ATOMS[0]  # OTP 26+
+_CALL_HEADER_LONG = bytes((VERSION, SMALL_TUPLE_EXT, 4)) + _CALL_ATOMS[2]  # OTP 25 and older
+
+
+def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
+    """`(id, function, args)` when `body` (one frame's ETF, bytes) is exactly a `{:call, id,
+    function, args}` with a non-negative id, an Atom function (not nil/true/false) and a list
+    of args; None for anything else (the caller then takes the general path, `decode`, which
+    also gives the error of a malformed frame). Where it answers, `decode(body)` is exactly
+    `(Atom("call"), id, function, args)`: the args are decoded by the same `_dec`."""
+    if body.startswith(_CALL_HEADER_SHORT):
+        i = 9
+    elif body.startswith(_CALL_HEADER_LONG):
+        i = 10
+    else:
+        i = _CALL_HEADERS.get(body[:9], 0) or _CALL_HEADERS.get(body[:10], 0)
+        if not i:
+            return None
+    try:
+        tag = body[i]
+        if tag == SMALL_INTEGER_EXT:
+            call_id = body[i + 1]
+            i += 2
+        elif tag == INTEGER_EXT:
+            call_id = _unpack_i(body, i + 1)[0]
+            if call_id < 0:
+                return None
+            i += 5
+        else:
+            return None
+        if body[i] not in _ATOM_TAGS:
+            return None
+        function, i = _dec(body, i)
+        if type(function) is not Atom:
+            return None
+        args, i = _dec(body, i)
+    except Exception:  # malformed: the general path reports it
+        return None
+    if type(args) is not list or i != len(body):
+        return None
+    return call_id, function, args

@@ -36,6 +36,8 @@ BAD_FRAME_ECHO_BYTES = 200
 
 _HEADER = struct.Struct(">I")
 _unpack_header = _HEADER.unpack_from
+_decode_call = codec.decode_call
+_encode_tagged_frame = codec.encode_tagged_frame
 
 A_HELLO = Atom("hello")
 A_CALL = Atom("call")
@@ -53,6 +55,9 @@ A_UNSUPPORTED_VERSION = Atom("unsupported_version")
 A_ALREADY_WELCOMED = Atom("already_welcomed")
 A_UNKNOWN_CALL = Atom("unknown_call")
 A_INTERNAL_ERROR = Atom("internal_error")
+
+_REPLY_HEAD = codec.tagged_head(A_REPLY, 3)
+_TELEMETRY_HEAD = codec.tagged_head(A_TELEMETRY, 4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +139,30 @@ def _peek_id(prefix: bytes) -> int | None:
     return call_id if _is_non_negative_int(call_id) else None
 
 
+# an event name (a list of atoms, the store's module constants) -> the telemetry frame's head
+# with it encoded: (the list itself, a copy to see it was not changed since, the head bytes)
+_TELEMETRY_HEADS: dict[int, tuple[list, list, bytes]] = {}
+_TELEMETRY_HEADS_LIMIT = 256
+
+
+def _telemetry_head(event: Any) -> bytes | None:
+    """`{:telemetry, event, ` encoded, for an event name seen before; None when not cached.
+
+    Keyed by the list's identity (the entry holds the list, so the id cannot be reused) and
+    checked against a copy, so a list changed in place is never answered from the cache; only
+    lists of atoms are cached (atoms compare by identity, so the copy's check is exact)."""
+    entry = _TELEMETRY_HEADS.get(id(event))
+    if entry is not None and entry[0] is event and entry[1] == event:
+        return entry[2]
+    if type(event) is not list or not event or len(_TELEMETRY_HEADS) >= _TELEMETRY_HEADS_LIMIT:
+        return None
+    if not all(type(item) is Atom for item in event):
+        return None
+    head = _TELEMETRY_HEAD + codec.encode_body(event)
+    _TELEMETRY_HEADS[id(event)] = (event, list(event), head)
+    return head
+
+
 # ---------------------------------------------------------------------------------------------
 # the machine
 
@@ -174,6 +203,12 @@ class ProtocolMachine:
             return events
         if self._eof:
             raise RuntimeError("data received after end of input")
+        if type(data) is bytes and not self._buffer and not self._skip_remaining:
+            # the common case: a chunk holding exactly one whole frame (a sequential caller)
+            size = len(data) - HEADER_BYTES
+            if size >= 0 and _unpack_header(data, 0)[0] == size and size <= self.max_frame_bytes:
+                events.append(self._frame_event(data[HEADER_BYTES:]))
+                return events
         with memoryview(data) as view:
             start = 0
             if self._skip_remaining:
@@ -267,6 +302,9 @@ class ProtocolMachine:
     # -- one frame's term ------------------------------------------------------------------
 
     def _frame_event(self, body: bytes) -> Event:
+        call = _decode_call(body)  # the common frame, without building and re-reading a tuple
+        if call is not None:
+            return Call(*call)
         try:
             term = codec.decode(body)
         except Exception as exc:  # DecodeError, or anything a broken decoder lets through
@@ -324,7 +362,7 @@ class ProtocolMachine:
     def reply(self, call_id: int, result: Any) -> bytes:
         """`{:reply, id, result}`; a result that cannot be encoded becomes an internal error."""
         try:
-            return frame((A_REPLY, call_id, result))
+            return _encode_tagged_frame(_REPLY_HEAD, call_id, result)
         except Exception as exc:
             log.error("reply to call %d could not be encoded: %r", call_id, exc)
             return frame((A_REPLY, call_id, (A_ERROR, (A_INTERNAL_ERROR, f"reply could not be encoded: {exc}"))))
@@ -335,7 +373,10 @@ class ProtocolMachine:
 
     def telemetry(self, event: Any, measurements: Any, metadata: Any) -> bytes:
         """`{:telemetry, event, measurements, metadata}`."""
-        return frame((A_TELEMETRY, event, measurements, metadata))
+        head = _telemetry_head(event)
+        if head is not None:
+            return _encode_tagged_frame(head, measurements, metadata)
+        return _encode_tagged_frame(_TELEMETRY_HEAD, event, measurements, metadata)
 
     def log(self, level: Atom, message: str, metadata: dict) -> bytes:
         """`{:log, level, message, metadata}`."""

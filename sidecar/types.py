@@ -83,6 +83,7 @@ TYPE_NAMES: tuple[str, ...] = (
     "tensor",
 )
 _TYPE_ATOMS: dict[str, Atom] = {name: Atom(name) for name in TYPE_NAMES}
+_TYPE_ATOM_SET = frozenset(_TYPE_ATOMS.values())
 
 INFINITY = Atom("infinity")
 NEGATIVE_INFINITY = Atom("negative_infinity")
@@ -199,6 +200,8 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 def resolve_type(type_term: Any) -> Atom:
     """The type atom for `:float` or `"float"` (and the other seven); else raise UnknownType."""
+    if type(type_term) is Atom and type_term in _TYPE_ATOM_SET:
+        return type_term
     if isinstance(type_term, Atom) and type_term.name in _TYPE_ATOMS:
         return type_term
     if isinstance(type_term, str) and type_term in _TYPE_ATOMS:
@@ -211,6 +214,8 @@ def resolve_type(type_term: Any) -> Atom:
 
 
 def _coerce_float(value: Any) -> Any:
+    if type(value) is float and value - value == 0.0:  # finite: the common case
+        return value
     if isinstance(value, float):
         if math.isnan(value):
             return NAN
@@ -354,11 +359,19 @@ def coerce(type_atom: Any, value: Any) -> Any:
 
     `type_atom` may also be the type's string form; an unknown type raises UnknownType.
     """
+    if type(type_atom) is Atom:
+        coercer = _COERCERS_BY_ATOM.get(type_atom)
+        if coercer is not None:
+            return coercer(value)
     return _COERCERS[resolve_type(type_atom).name](value)
 
 
 # ---------------------------------------------------------------------------------------------
 # constraints
+
+
+_A_MIN = Atom("min")
+_A_MAX = Atom("max")
 
 
 def _constraint(constraints: dict, key: str) -> Any:
@@ -370,15 +383,28 @@ def _invalid_constraint(key: str, bound: Any) -> ConstraintViolation:
 
 
 def _check_numeric_range(value: Any, constraints: dict) -> None:
-    if value in _SPECIAL_FLOATS:
+    kind = type(value)
+    if kind is not float and kind is not int and value in _SPECIAL_FLOATS:
         return
-    minimum = _constraint(constraints, "min")
-    if _truthy(minimum) and not _at_least(value, minimum):
+    if not constraints:
+        return
+    minimum = constraints.get(_A_MIN)
+    kind = type(minimum)
+    if kind is float or kind is int:  # a plain number bound: `_at_least` without its checks
+        below = not value >= minimum
+    else:
+        below = _truthy(minimum) and not _at_least(value, minimum)
+    if below:
         raise ConstraintViolation(
             f"value {format_number(value)} is below minimum {to_string_term(minimum)}"
         )
-    maximum = _constraint(constraints, "max")
-    if _truthy(maximum) and not _at_most(value, maximum):
+    maximum = constraints.get(_A_MAX)
+    kind = type(maximum)
+    if kind is float or kind is int:
+        above = not value <= maximum
+    else:
+        above = _truthy(maximum) and not _at_most(value, maximum)
+    if above:
         raise ConstraintViolation(
             f"value {format_number(value)} is above maximum {to_string_term(maximum)}"
         )
@@ -467,6 +493,11 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
     keys (nil means none). The value is coerced first (idempotent), so an uncoerced value of the
     type is fine and a value not of the type raises ValidationFailed.
     """
+    if type(constraints) is dict and type(type_atom) is Atom:  # the common case, same steps
+        checker = _CHECKERS_BY_ATOM.get(type_atom)
+        if checker is not None:
+            checker(_COERCERS_BY_ATOM[type_atom](value), constraints)
+            return
     type_atom = resolve_type(type_atom)
     if constraints is None:
         constraints = {}
@@ -476,6 +507,10 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
         )
     coerced = coerce(type_atom, value)
     _CHECKERS[type_atom.name](coerced, constraints)
+
+
+_COERCERS_BY_ATOM: dict[Atom, Callable[[Any], Any]] = {_TYPE_ATOMS[name]: fn for name, fn in _COERCERS.items()}
+_CHECKERS_BY_ATOM: dict[Atom, Callable[[Any, dict], None]] = {_TYPE_ATOMS[name]: fn for name, fn in _CHECKERS.items()}
 
 
 def validate(type_term: Any, value: Any, constraints: Any = None) -> Any:

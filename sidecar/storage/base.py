@@ -20,6 +20,8 @@ from ..terms import Atom
 SessionId = Union[str, bytes]
 """A session id: an Elixir binary (str when UTF-8, bytes otherwise)."""
 
+A_OPTIMIZING = Atom("optimizing")
+
 NOT_OPTIMIZING: dict = {
     Atom("optimizing"): False,
     Atom("optimizer_id"): None,
@@ -83,7 +85,9 @@ class VariableRecord:
     @property
     def optimizing(self) -> bool:
         status = self.optimization_status
-        return isinstance(status, dict) and status.get(Atom("optimizing")) is True
+        if status is NOT_OPTIMIZING:
+            return False
+        return isinstance(status, dict) and status.get(A_OPTIMIZING) is True
 
     def set_value(self, value: Any, updated_at: int, metadata: dict) -> None:
         """A validated update: new value, version + 1, new metadata map."""

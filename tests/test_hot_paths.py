@@ -1,0 +1,341 @@
+"""The per-call fast paths give exactly what the general paths give.
+
+* `codec.encode_tagged_frame` (replies, telemetry) writes `codec.encode_frame`'s bytes;
+* `codec.decode_call` and the one-frame chunk path of `ProtocolMachine.receive_data` give the
+  events of the general path (whole `decode`, then the frame checks), malformed frames included;
+* the telemetry head cache never answers for an event list changed in place;
+* `calls.dispatch`'s per-(name, arity) runners answer as the general table walk;
+* `Clock.utc_iso8601` (formatted seconds cached) is `format_utc_iso8601(datetime.now(utc))`;
+* the numeric range check's plain-number branch agrees with the term-order rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecar import calls, clock, codec, protocol, types
+from sidecar.clock import Clock, FakeClock, format_utc_iso8601
+from sidecar.config import StoreConfig
+from sidecar.protocol import ProtocolMachine
+from sidecar.store import SessionStore
+from sidecar.terms import Atom, Encoded
+from test_codec import atoms, ints, strings, terms
+
+A = Atom
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+encodeds = terms.map(lambda term: Encoded(codec.encode_body(term)))
+results = st.one_of(
+    terms,
+    encodeds,
+    st.tuples(atoms, st.one_of(terms, encodeds, atoms)),
+    st.tuples(st.sampled_from([A("ok"), A("error")]), st.one_of(terms, encodeds)),
+    st.dictionaries(atoms, st.one_of(terms, encodeds), max_size=4),
+    st.dictionaries(st.one_of(strings, atoms), st.one_of(st.none(), st.booleans(), ints, strings, atoms), max_size=4),
+)
+call_ids = st.one_of(st.integers(0, 300), st.integers(0, 2**40), st.sampled_from([2**31 - 1, 2**31, 2**64]))
+
+
+# -- encode_tagged_frame ------------------------------------------------------------------
+
+
+@SETTINGS
+@given(call_ids, results)
+def test_reply_frames_are_encode_frame_bytes(call_id: int, result: Any) -> None:
+    expected = codec.encode_frame((A("reply"), call_id, result))
+    assert ProtocolMachine().reply(call_id, result) == expected
+    assert codec.encode_tagged_frame(codec.tagged_head(A("reply"), 3), call_id, result) == expected
+
+
+@SETTINGS
+@given(st.one_of(st.lists(atoms, max_size=5), terms), results, results)
+def test_telemetry_frames_are_encode_frame_bytes(event: Any, measurements: Any, metadata: Any) -> None:
+    expected = codec.encode_frame((A("telemetry"), event, measurements, metadata))
+    machine = ProtocolMachine()
+    assert machine.telemetry(event, measurements, metadata) == expected
+    assert machine.telemetry(event, measurements, metadata) == expected  # now from the cache
+
+
+def test_store_events_encode_as_before() -> None:
+    from sidecar import store as store_module
+
+    machine = ProtocolMachine()
+    for event in (store_module.EV_GET, store_module.EV_UPDATED, store_module.EV_BATCH_UPDATE):
+        for measurements, metadata in (
+            ({A("count"): 1, A("version"): 300}, {A("session_id"): "s", A("type"): A("float")}),
+            ({A("count"): 1}, {A("session_id"): b"\xff", A("cache_hit"): False}),
+            ({A("count"): 10}, {A("session_id"): "é", A("atomic"): None}),
+        ):
+            for _ in range(2):
+                assert machine.telemetry(event, measurements, metadata) == codec.encode_frame(
+                    (A("telemetry"), event, measurements, metadata)
+                )
+
+
+def test_telemetry_head_cache_sees_a_list_changed_in_place() -> None:
+    machine = ProtocolMachine()
+    event = [A("a"), A("b")]
+    first = machine.telemetry(event, {}, {})
+    assert first == codec.encode_frame((A("telemetry"), [A("a"), A("b")], {}, {}))
+    event[1] = A("c")
+    assert machine.telemetry(event, {}, {}) == codec.encode_frame((A("telemetry"), [A("a"), A("c")], {}, {}))
+    event[1] = True
+    assert machine.telemetry(event, {}, {}) == codec.encode_frame((A("telemetry"), [A("a"), True], {}, {}))
+    event.append(1)
+    assert machine.telemetry(event, {}, {}) == codec.encode_frame((A("telemetry"), [A("a"), True, 1], {}, {}))
+
+
+def test_an_unencodable_reply_is_still_an_internal_error() -> None:
+    data = ProtocolMachine().reply(3, (A("ok"), object()))
+    term = codec.decode(data[4:])
+    assert term[:2] == (A("reply"), 3) and term[2][0] is A("error") and term[2][1][0] is A("internal_error")
+    assert ProtocolMachine().reply(4, (A("ok"), float("nan")))[4:] == codec.encode(
+        (A("reply"), 4, (A("error"), (A("internal_error"), "reply could not be encoded: the BEAM has no float nan")))
+    )
+
+
+# -- decode_call and the one-frame chunk path ---------------------------------------------
+
+
+class _GeneralMachine(ProtocolMachine):
+    """The reference: every frame through whole `decode` and the general checks."""
+
+    def receive_data(self, data):  # type: ignore[override]
+        saved = protocol._decode_call
+        protocol._decode_call = lambda body: None
+        try:
+            return super().receive_data(bytearray(data) if data else data)  # not bytes: no chunk path
+        finally:
+            protocol._decode_call = saved
+
+
+def _atom_bytes(name: str, tag: int) -> bytes:
+    raw = name.encode()
+    if len(raw) > 255:  # the small tags cannot hold it: their 2-byte-length forms
+        tag = {115: 100, 119: 118}.get(tag, tag)
+    return bytes((tag, len(raw))) + raw if tag in (115, 119) else bytes((tag,)) + len(raw).to_bytes(2, "big") + raw
+
+
+call_atom_tags = st.sampled_from([119, 100, 115, 118])
+id_bytes = st.one_of(
+    st.integers(0, 255).map(lambda n: bytes((97, n))),
+    st.integers(-(2**31), 2**31 - 1).map(lambda n: b"b" + n.to_bytes(4, "big", signed=True)),
+    call_ids.map(lambda n: codec.encode(n)[1:]),
+    terms.map(lambda t: codec.encode(t)[1:]),
+)
+function_bytes = st.one_of(
+    st.sampled_from(["ping", "get_variable", "nil", "true", "false", "x" * 256]).flatmap(
+        lambda name: call_atom_tags.map(lambda tag: _atom_bytes(name, tag))
+    ),
+    terms.map(lambda t: codec.encode(t)[1:]),
+)
+args_bytes = st.one_of(
+    st.lists(terms, max_size=4).map(lambda t: codec.encode(t)[1:]),
+    terms.map(lambda t: codec.encode(t)[1:]),
+)
+
+
+@st.composite
+def call_bodies(draw: Any) -> bytes:
+    """Bodies shaped like `{:call, id, f, args}`, often wrong somewhere, sometimes cut or padded."""
+    arity = draw(st.sampled_from([4, 4, 4, 3, 5]))
+    body = bytes((131, 104, arity)) + _atom_bytes(draw(st.sampled_from(["call", "call", "hello"])), draw(call_atom_tags))
+    body += draw(id_bytes) + draw(function_bytes) + draw(args_bytes)
+    cut = draw(st.sampled_from(["whole", "whole", "whole", "truncate", "pad", "flip"]))
+    if cut == "truncate" and len(body) > 1:
+        body = body[: draw(st.integers(0, len(body) - 1))]
+    elif cut == "pad":
+        body += draw(st.binary(min_size=1, max_size=3))
+    elif cut == "flip" and body:
+        at = draw(st.integers(0, len(body) - 1))
+        body = body[:at] + bytes((draw(st.integers(0, 255)),)) + body[at + 1 :]
+    return body
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+@SETTINGS
+@given(call_bodies())
+def test_decode_call_agrees_with_decode(body: bytes) -> None:
+    fast = codec.decode_call(body)
+    if fast is not None:
+        assert codec.decode(body) == (A("call"), *fast)
+        term = codec.decode(body)
+        assert type(term[1]) is int and term[1] >= 0 and type(term[2]) is Atom and type(term[3]) is list
+
+
+@SETTINGS
+@given(st.lists(call_bodies(), min_size=1, max_size=3), st.integers(1, 64))
+def test_events_are_the_general_paths(bodies: list[bytes], max_frame_bytes: int) -> None:
+    for limit in (max_frame_bytes, protocol.DEFAULT_MAX_FRAME_BYTES):
+        fast, general = ProtocolMachine(limit), _GeneralMachine(limit)
+        for body in bodies:  # one frame per chunk: the chunk path
+            assert fast.receive_data(_frame(body)) == general.receive_data(_frame(body))
+        data = b"".join(_frame(body) for body in bodies)  # all in one chunk: the parse loop
+        assert ProtocolMachine(limit).receive_data(data) == _GeneralMachine(limit).receive_data(data)
+        assert fast.receive_data(b"") == general.receive_data(b"")
+
+
+def test_a_chunk_that_is_not_exactly_one_frame_is_buffered_as_before() -> None:
+    whole = _frame(codec.encode((A("call"), 7, A("ping"), [])))
+    machine = ProtocolMachine()
+    assert machine.receive_data(whole[:6]) == []
+    assert machine.receive_data(whole[6:]) == [protocol.Call(7, A("ping"), [])]
+    assert machine.receive_data(whole + whole[:3]) == [protocol.Call(7, A("ping"), [])]
+    assert machine.buffered_bytes == 3
+
+
+# -- calls.dispatch runners --------------------------------------------------------------
+
+
+def _store() -> SessionStore:
+    store = SessionStore(StoreConfig(), FakeClock(100))
+    store.create_session("s", {})
+    store.register_variable("s", A("v"), A("float"), 1.5, {A("constraints"): {A("min"): 0, A("max"): 10}})
+    store.register_variable("s", "n", A("integer"), 3, {})
+    return store
+
+
+arg_values = st.one_of(
+    st.sampled_from(["s", "nope", A("v"), "v", "n", A("float"), 2.5, 11, -1, [], {}, None, True, [A("v"), "n"]]),
+    st.just({A("v"): 4.0, "n": 2}),
+    st.just([(A("atomic"), True)]),
+    st.just({A("constraints"): {A("min"): 1}}),
+    terms,
+)
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(calls.CALLS, key=lambda a: a.name)), st.lists(arg_values, max_size=6))
+def test_runners_answer_as_the_table_walk(name: Atom, args: list) -> None:
+    fast_store, general_store = _store(), _store()
+    fast = calls.dispatch(fast_store, name, list(args))
+    general = calls._dispatch_checked(general_store, name, list(args))
+    assert codec.encode(fast[0]) == codec.encode(general[0])
+    assert codec.encode(fast[1]) == codec.encode(general[1])
+    assert codec.encode(fast_store.export_variables("s")) == codec.encode(general_store.export_variables("s"))
+
+
+def test_runner_table_covers_every_arity_but_the_test_only_calls() -> None:
+    for name, spec in calls.CALLS.items():
+        for arity in spec.arities:
+            assert ((name, arity) in calls._RUNNERS) is (not spec.test_only)
+
+
+# -- clock ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "nanos",
+    [0, 999, 1_000, 1_764_000_000_000_000_000, 1_764_000_000_999_999_999, 1_764_000_001_000_000_000, 1_764_000_001_123_456_789],
+)
+def test_utc_iso8601_is_datetime_nows_format(monkeypatch: pytest.MonkeyPatch, nanos: int) -> None:
+    c = Clock()
+    for step in (nanos - 1, nanos, nanos + 1, nanos) if nanos else (nanos, nanos + 1):
+        monkeypatch.setattr(clock.time, "time_ns", lambda step=step: step)
+        seconds, rest = divmod(step, 1_000_000_000)
+        moment = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).replace(microsecond=rest // 1000)
+        assert c.utc_iso8601() == format_utc_iso8601(moment)
+
+
+def test_utc_iso8601_follows_the_wall_clock() -> None:
+    c = Clock()
+    before = format_utc_iso8601(dt.datetime.now(dt.timezone.utc))
+    stamp = c.utc_iso8601()
+    after = format_utc_iso8601(dt.datetime.now(dt.timezone.utc))
+    assert before <= stamp <= after
+
+
+# -- numeric range ------------------------------------------------------------------------
+
+bounds = st.one_of(
+    st.none(), st.just(False), st.just(True), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.just("3"), atoms
+)
+
+
+def _reference_range(value: Any, constraints: dict) -> str | None:
+    """The rule as it was written before the fast branch (Erlang term order for odd bounds)."""
+    if value in types._SPECIAL_FLOATS:
+        return None
+    minimum, maximum = constraints.get(A("min")), constraints.get(A("max"))
+    if types._truthy(minimum) and not types._at_least(value, minimum):
+        return "below"
+    if types._truthy(maximum) and not types._at_most(value, maximum):
+        return "above"
+    return None
+
+
+@SETTINGS
+@given(
+    st.sampled_from([A("float"), A("integer")]),
+    st.one_of(st.integers(-6, 6), st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)),
+    bounds,
+    bounds,
+)
+def test_numeric_range_agrees_with_term_order(type_atom: Atom, value: Any, minimum: Any, maximum: Any) -> None:
+    constraints = {A("min"): minimum, A("max"): maximum}
+    try:
+        coerced = types.coerce(type_atom, value)
+    except types.ValidationFailed:
+        return
+    expected = _reference_range(coerced, constraints)
+    try:
+        types.check_constraints(type_atom, value, constraints)
+        got = None
+    except types.ConstraintViolation as violation:
+        got = "below" if "below" in violation.message else "above"
+    assert got == expected
+    assert not math.isnan(coerced) if type(coerced) is float else True
+
+
+@pytest.mark.parametrize("tag", [119, 100, 115, 118])
+def test_decode_call_reads_every_atom_encoding_of_a_call(tag: int) -> None:
+    body = bytes((131, 104, 4)) + _atom_bytes("call", tag) + b"b\x00\x00\x01\x00" + _atom_bytes("get_variable", tag)
+    body += codec.encode(["s", A("v0")])[1:]
+    assert codec.decode_call(body) == (256, A("get_variable"), ["s", A("v0")])
+    assert ProtocolMachine().receive_data(_frame(body)) == [protocol.Call(256, A("get_variable"), ["s", A("v0")])]
+
+
+def _call_body(id_part: bytes, function_part: bytes, args_part: bytes, tag: int = 119) -> bytes:
+    return bytes((131, 104, 4)) + _atom_bytes("call", tag) + id_part + function_part + args_part
+
+
+EDGE_BODIES = [
+    _call_body(b"b\xff\xff\xff\xff", _atom_bytes("ping", 119), b"j"),  # id -1
+    _call_body(b"b\x7f\xff\xff\xff", _atom_bytes("ping", 100), b"j"),  # the largest INTEGER_EXT
+    _call_body(b"n\x01\x00\x05", _atom_bytes("ping", 119), b"j"),  # SMALL_BIG id
+    _call_body(b"n\x01\x01\x05", _atom_bytes("ping", 119), b"j"),  # SMALL_BIG id -5
+    _call_body(b"a\x05", _atom_bytes("nil", 119), b"j"),
+    _call_body(b"a\x05", _atom_bytes("true", 100), b"j"),
+    _call_body(b"a\x05", _atom_bytes("false", 119), b"j"),
+    _call_body(b"a\x05", b"m\x00\x00\x00\x04ping", b"j"),  # function a binary
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"a\x01"),  # args not a list
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"k\x00\x02ab"),  # args a charlist
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"l\x00\x00\x00\x01a\x01a\x02"),  # improper
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"l\x00\x00\x00\x01a\x01l\x00\x00\x00\x01a\x02j"),  # list tail
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"jj"),  # trailing byte
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"l\x00\x00\x00\x09a\x01j"),  # truncated list
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"lFFFFa\x01j"),
+    _call_body(b"a\x05", _atom_bytes("x" * 256, 118), b"j"),  # atom too long
+    _call_body(b"a\x05", _atom_bytes("ping", 119), b"l\x00\x00\x00\x01F\x7f\xf0\x00\x00\x00\x00\x00\x00j"),  # inf
+    _call_body(b"a", b"", b""),
+    _call_body(b"", b"", b""),
+    bytes((131, 80, 0, 0, 0, 10)) + b"x\x9c",  # compressed
+]
+
+
+@pytest.mark.parametrize("body", EDGE_BODIES)
+def test_edge_frames_give_the_general_paths_events(body: bytes) -> None:
+    fast = codec.decode_call(body)
+    if fast is not None:
+        assert codec.decode(body) == (A("call"), *fast)
+    for limit in (8, protocol.DEFAULT_MAX_FRAME_BYTES):
+        assert ProtocolMachine(limit).receive_data(_frame(body)) == _GeneralMachine(limit).receive_data(_frame(body))
