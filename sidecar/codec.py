@@ -41,7 +41,8 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import erlang
 
@@ -533,17 +534,24 @@ _INT_ONLY = {int}
 _ATOM_ENCODINGS: dict[Atom, bytes] = {}
 
 
-def encode(term: Any) -> bytes:
-    """Encode a native term as ETF (with the 131 version byte). Raises EncodeError."""
-    chunks: list[bytes] = [b"\x83"]
+@contextmanager
+def _encode_errors() -> Iterator[None]:
+    """Turn what the encoder can hit on a bad term into EncodeError."""
     try:
-        _enc(term, chunks.append)
+        yield
     except RecursionError as exc:
         raise EncodeError("term nested too deeply") from exc
     except UnicodeEncodeError as exc:
         raise EncodeError(f"string is not encodable as UTF-8: {exc}") from exc
     except (OverflowError, struct.error) as exc:
         raise EncodeError(f"term too large for the external term format: {exc}") from exc
+
+
+def encode(term: Any) -> bytes:
+    """Encode a native term as ETF (with the 131 version byte). Raises EncodeError."""
+    chunks: list[bytes] = [b"\x83"]
+    with _encode_errors():
+        _enc(term, chunks.append)
     return b"".join(chunks)
 
 
@@ -574,7 +582,7 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
     `{atom, atom | Encoded | binary}`) are written without the general encoder."""
     chunks = [head]
     put = chunks.append
-    try:
+    with _encode_errors():
         for item in items:
             kind = type(item)
             if kind is Atom:
@@ -613,12 +621,6 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
                     _enc(second, put)
             else:
                 _enc(item, put)
-    except RecursionError as exc:
-        raise EncodeError("term nested too deeply") from exc
-    except UnicodeEncodeError as exc:
-        raise EncodeError(f"string is not encodable as UTF-8: {exc}") from exc
-    except (OverflowError, struct.error) as exc:
-        raise EncodeError(f"term too large for the external term format: {exc}") from exc
     payload = b"".join(chunks)
     if len(payload) > 0xFFFFFFFF:
         raise EncodeError("term too large for a {:packet, 4} frame")
