@@ -41,8 +41,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import erlang
 
@@ -534,24 +533,25 @@ _INT_ONLY = {int}
 _ATOM_ENCODINGS: dict[Atom, bytes] = {}
 
 
-@contextmanager
-def _encode_errors() -> Iterator[None]:
-    """Turn what the encoder can hit on a bad term into EncodeError."""
-    try:
-        yield
-    except RecursionError as exc:
-        raise EncodeError("term nested too deeply") from exc
-    except UnicodeEncodeError as exc:
-        raise EncodeError(f"string is not encodable as UTF-8: {exc}") from exc
-    except (OverflowError, struct.error) as exc:
-        raise EncodeError(f"term too large for the external term format: {exc}") from exc
+# What the encoder can hit on a term with no external form (the try costs nothing in 3.11)
+_ENCODER_FAILURES = (RecursionError, UnicodeEncodeError, OverflowError, struct.error)
+
+
+def _encode_error(exc: Exception) -> EncodeError:
+    if isinstance(exc, RecursionError):
+        return EncodeError("term nested too deeply")
+    if isinstance(exc, UnicodeEncodeError):
+        return EncodeError(f"string is not encodable as UTF-8: {exc}")
+    return EncodeError(f"term too large for the external term format: {exc}")
 
 
 def encode(term: Any) -> bytes:
     """Encode a native term as ETF (with the 131 version byte). Raises EncodeError."""
     chunks: list[bytes] = [b"\x83"]
-    with _encode_errors():
+    try:
         _enc(term, chunks.append)
+    except _ENCODER_FAILURES as exc:
+        raise _encode_error(exc) from exc
     return b"".join(chunks)
 
 
@@ -582,7 +582,7 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
     `{atom, atom | Encoded | binary}`) are written without the general encoder."""
     chunks = [head]
     put = chunks.append
-    with _encode_errors():
+    try:
         for item in items:
             kind = type(item)
             if kind is Atom:
@@ -621,6 +621,8 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
                     _enc(second, put)
             else:
                 _enc(item, put)
+    except _ENCODER_FAILURES as exc:
+        raise _encode_error(exc) from exc
     payload = b"".join(chunks)
     if len(payload) > 0xFFFFFFFF:
         raise EncodeError("term too large for a {:packet, 4} frame")
