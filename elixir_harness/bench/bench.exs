@@ -7,7 +7,9 @@
 # through the whole stack, then get_variable, update_variable, get_variables of 10 and
 # update_variables of 10, sequentially and with 16 and 64 concurrent callers, in sessions of
 # 1, 100 and 1000 variables; and the sidecar's resident size with 10,000 sessions of 10 float
-# variables. Prints each figure with its ratio to the floor, checks the targets (PASS/MISS,
+# variables. Every figure is measured interleaved with bursts of the floor (Bench.Measure.paired/4:
+# rounds of a floor burst then a burst of the cell) and its ratio is to the floor bursts of the same
+# rounds. Prints each figure with that ratio, checks the targets (PASS/MISS,
 # informational, exit status 0), and writes the generated section of docs/benchmarks.md and
 # docs/benchmark_chart.png.
 #
@@ -28,8 +30,10 @@ defmodule Bench.Main do
   @session_sizes [1, 100, 1000]
   @callers [1, 16, 64]
 
-  @full [warmup_ms: 300, target_ms: 1_500, min_calls: 200, max_calls: 200_000, memory_sessions: 10_000, profile_calls: 5_000]
-  @quick [warmup_ms: 40, target_ms: 150, min_calls: 64, max_calls: 20_000, memory_sessions: 1_000, profile_calls: 500]
+  # rounds x (floor burst + cell burst) of about burst_ms each: bursts short enough that the floor
+  # and the cell of one round are almost always in the same mode (docs/benchmarks.md).
+  @full [warmup_ms: 200, burst_ms: 10, rounds: 41, min_calls: 16, max_calls: 100_000, memory_sessions: 10_000, profile_calls: 5_000]
+  @quick [warmup_ms: 40, burst_ms: 3, rounds: 15, min_calls: 8, max_calls: 20_000, memory_sessions: 1_000, profile_calls: 500]
 
   def main(argv) do
     {flags, _, _} = OptionParser.parse(argv, strict: [quick: :boolean, write: :boolean])
@@ -41,40 +45,28 @@ defmodule Bench.Main do
 
     echo = EchoFloor.open(python)
     floor_fun = EchoFloor.round_trip_fun(echo)
-    floor_settings = Keyword.update!(settings, :target_ms, &div(&1, 2))
-    sample_floor = fn -> Measure.cell(floor_fun, 1, floor_settings) |> tap(&log("floor: #{us(&1)} us/call")) end
-    first_floor = sample_floor.()
+    # Every figure is measured interleaved with bursts of the floor (Bench.Measure.paired/4).
+    measure = fn fun, callers -> Measure.paired(fun, callers, floor_fun, settings) end
 
     {:ok, owner} = EchoFloor.Owner.start_link(python)
-    owner_floor = for callers <- [1, 16], into: %{}, do: {callers, Measure.cell(EchoFloor.Owner.round_trip_fun(owner), callers, settings)}
+    owner_floor = for callers <- [1, 16], into: %{}, do: {callers, measure.(EchoFloor.Owner.round_trip_fun(owner), callers)}
     GenServer.stop(owner)
-    log("floor through an owner process: #{us(owner_floor[1])} us/call, 16 callers #{us(owner_floor[16])} us/call")
+    log("floor through an owner process: #{paired(owner_floor[1])}; 16 callers #{paired(owner_floor[16])}")
 
     {:ok, server} = Store.start_link(Keyword.put(store_opts, :name, nil))
-    ping = Measure.cell(Workload.ping_fun(server), 1, settings)
-    log("ping: #{us(ping)} us/call")
+    ping = measure.(Workload.ping_fun(server), 1)
+    log("ping: #{paired(ping)}")
 
     sessions =
       Map.new(Enum.uniq(@session_sizes ++ [10]), fn size -> {size, Workload.create_session(server, size)} end)
 
-    groups = for op <- Workload.operations(), size <- @session_sizes, do: {op, size}
-
-    {cells, floor_samples} =
-      Enum.flat_map_reduce(groups, [first_floor], fn {op, size}, samples ->
+    cells =
+      for op <- Workload.operations(), size <- @session_sizes, callers <- @callers do
         names = Map.fetch!(sessions, Workload.effective_size(op, size))
-
-        cells =
-          for callers <- @callers do
-            result = Measure.cell(Workload.call_fun(server, op, names), callers, settings)
-
-            log("#{Workload.label(op)} vars=#{Workload.effective_size(op, size)} callers=#{callers}: " <>
-                  "#{us(result)} us/call, #{Bench.Targets.fmt(result.ops_per_s, 0)} ops/s")
-
-            %{op: op, size: size, effective_size: Workload.effective_size(op, size), callers: callers, result: result}
-          end
-
-        {cells, [sample_floor.() | samples]}
-      end)
+        result = measure.(Workload.call_fun(server, op, names), callers)
+        log("#{Workload.label(op)} vars=#{Workload.effective_size(op, size)} callers=#{callers}: #{paired(result)}")
+        %{op: op, size: size, effective_size: Workload.effective_size(op, size), callers: callers, result: result}
+      end
 
     GenServer.stop(server)
     EchoFloor.close(echo)
@@ -87,7 +79,7 @@ defmodule Bench.Main do
     profile = python_profile(python, settings[:profile_calls])
 
     run = %{
-      floor: combine_floors(floor_samples),
+      floor: combine_floors([ping, owner_floor[1], owner_floor[16] | Enum.map(cells, & &1.result)]),
       owner_floor: owner_floor,
       ping: ping,
       cells: cells,
@@ -100,12 +92,12 @@ defmodule Bench.Main do
     if write?, do: write_docs(run, python)
   end
 
-  # The floor is sampled before the cells and after each (operation, size) group; the run uses the
-  # median sample and reports the spread (the machine is shared: the floor drifts too).
-  defp combine_floors(samples) do
-    sorted = Enum.sort_by(samples, & &1.us_per_call)
-    median = Enum.at(sorted, div(length(sorted), 2))
-    Map.merge(median, %{samples: Enum.map(samples, & &1.us_per_call) |> Enum.reverse()})
+  # Every floor burst of the run (each measurement brought its own): their median, and the two
+  # modes when the floor was bimodal (Bench.Measure.modes/1).
+  defp combine_floors(results) do
+    samples = for result <- results, round <- result.rounds, do: round.floor_us
+    {fast, slow} = Measure.modes(samples)
+    %{us_per_call: Measure.median(samples), samples: samples, fast: fast, slow: slow}
   end
 
   defp python_profile(python, calls) do
@@ -124,7 +116,10 @@ defmodule Bench.Main do
     end
   end
 
-  defp us(result), do: Bench.Targets.fmt(result.us_per_call)
+  defp paired(r) do
+    fmt = &Bench.Targets.fmt/1
+    "#{fmt.(r.us_per_call)} us/call vs floor #{fmt.(r.floor_us)} us: #{fmt.(r.time_x)}x time, #{fmt.(r.rate_x)}x rate"
+  end
 
   defp write_docs(run, python) do
     docs = Path.join(@repo_root, "docs")

@@ -4,10 +4,12 @@ defmodule Bench.Report do
   `docs/benchmarks.md` (between `<!-- bench:start -->` and `<!-- bench:end -->`) and the JSON the
   chart writer (`tools/png_chart.py`) draws `docs/benchmark_chart.png` from.
 
-  A run is a map: `floor` (the median floor sample, with all `samples`), `owner_floor` (the echo
-  behind a GenServer, by callers), `ping`, `cells` (each with `op`, `size`, `effective_size`,
-  `callers`, `result`), `memory` (or `nil`), `profile` (`{cell, phase} => µs` from
-  `bench/sidecar_profile.py`) and `meta`.
+  A run is a map: `floor` (every floor burst of the run: `samples`, their median `us_per_call`,
+  and the `fast` and `slow` modes), `owner_floor` (the echo behind a GenServer, by callers),
+  `ping`, `cells` (each with `op`, `size`, `effective_size`, `callers`, `result`), `memory` (or
+  `nil`), `profile` (`{cell, phase} => µs` from `bench/sidecar_profile.py`) and `meta`. Every
+  result is a `Bench.Measure.paired/4` result: its ratios come from the floor bursts interleaved
+  with it, never from the run's overall floor.
   """
 
   import Bench.Targets, only: [fmt: 1, fmt: 2, callers_label: 1]
@@ -64,8 +66,9 @@ defmodule Bench.Report do
       "",
       "### Every cell",
       "",
-      "`time x` is microseconds per call divided by the floor's; `rate x` is calls per second " <>
-        "divided by the sequential floor rate (with concurrent callers, wall time / calls).",
+      "`floor us` is the median of the floor bursts interleaved with the cell; `time x` is the cell's " <>
+        "median µs per call divided by it; `rate x` is calls per second divided by that floor's " <>
+        "sequential rate (with concurrent callers, µs per call is wall time / calls).",
       "",
       md_table(cell_header(), cell_rows(run)),
       "",
@@ -153,7 +156,7 @@ defmodule Bench.Report do
       end
 
     %{
-      title: "snakepit sidecar: ratios on one run (floor = bare port round trip)",
+      title: "snakepit sidecar: ratios to the interleaved floor (bare port round trip)",
       panels: [sequential, parallel, scaling | memory]
     }
   end
@@ -178,20 +181,27 @@ defmodule Bench.Report do
 
   defp header_lines(run) do
     floor = run.floor
-    ping = ratio_pair(run.ping, floor)
-    samples = Enum.map_join(floor.samples, ", ", &fmt/1)
     owner = run.owner_floor
 
     [
-      "floor (bare port round trip to sidecar/echo.py, sequential): #{fmt(floor.us_per_call)} us/call = " <>
-        "#{fmt(floor.ops_per_s, 0)} ops/s (median of #{length(floor.samples)} samples taken before and " <>
-        "between the cells: #{samples} us)",
-      "echo behind a port-owning GenServer (the harness's shape, informational): " <>
-        "#{fmt(owner[1].us_per_call)} us/call = #{fmt(ratio_pair(owner[1], floor).time)}x the floor; " <>
-        "16 callers #{fmt(owner[16].ops_per_s, 0)} ops/s = #{fmt(ratio_pair(owner[16], floor).rate)}x the floor rate",
+      "floor (bare port round trip to sidecar/echo.py, sequential): median #{fmt(floor.us_per_call)} us/call " <>
+        "over the #{length(floor.samples)} floor bursts interleaved with the measurements; " <>
+        modes_text(floor),
+      "echo behind a port-owning GenServer (informational): #{fmt(owner[1].us_per_call)} us/call = " <>
+        "#{fmt(owner[1].time_x)}x its floor (#{fmt(owner[1].floor_us)} us); 16 callers " <>
+        "#{fmt(owner[16].ops_per_s, 0)} ops/s = #{fmt(owner[16].rate_x)}x its floor rate",
       "ping through the whole stack (harness + sidecar, no store work): " <>
-        "#{fmt(run.ping.us_per_call)} us/call = #{fmt(ping.time)}x the floor"
+        "#{fmt(run.ping.us_per_call)} us/call = #{fmt(run.ping.time_x)}x its floor (#{fmt(run.ping.floor_us)} us)"
     ]
+  end
+
+  defp modes_text(%{slow: []} = floor),
+    do: "all of them within 2x of the fastest (#{fmt(Enum.min(floor.fast))} to #{fmt(Enum.max(floor.fast))} us)"
+
+  defp modes_text(floor) do
+    "#{length(floor.fast)} bursts in the fast mode (within 2x of the fastest; median " <>
+      "#{fmt(Bench.Measure.median(floor.fast))} us), #{length(floor.slow)} slower (median " <>
+      "#{fmt(Bench.Measure.median(floor.slow))} us)"
   end
 
   @breakdown_cells [
@@ -212,15 +222,15 @@ defmodule Bench.Report do
   # per call measured in-process (decode, dispatch, encode reply), and the rest (the sidecar's
   # I/O loop, wake-ups and scheduling: whatever is left).
   defp breakdown_rows(run) do
-    # The fastest floor sample: the floor is bimodal on small VMs (see docs/benchmarks.md) and
-    # subtracting the slow mode would hide the sidecar's own cost.
-    floor_us = Enum.min(run.floor.samples)
-    hop_us = run.owner_floor[1].us_per_call - floor_us
+    # Each cell against its own interleaved floor; the hop from the owner row against its own.
+    owner = run.owner_floor[1]
+    hop_us = owner.us_per_call - owner.floor_us
 
     for {op, size, key} <- @breakdown_cells,
         stack <- List.wrap(stack_result(run, op, size)),
         python = Map.get(run.profile, {key, "whole"}),
         python != nil do
+      floor_us = stack.floor_us
       phase = fn name -> run.profile |> Map.get({key, name}) |> then(&if(&1, do: fmt(&1), else: "")) end
 
       [
@@ -249,18 +259,20 @@ defmodule Bench.Report do
 
   defp breakdown_note,
     do:
-      "`stack` = sequential us per call through harness and sidecar; `floor` = the fastest floor sample; " <>
-        "`owner hop` = what an echo behind a port-owning GenServer adds to the floor (the harness's " <>
-        "process hop); `python` = the sidecar's work for one call measured in-process without I/O " <>
+      "`stack` = sequential us per call through harness and sidecar; `floor` = the median of the floor " <>
+        "bursts interleaved with that cell; `owner hop` = what an echo behind a port-owning GenServer " <>
+        "adds to its interleaved floor (a process hop each way, the shape the harness had before the " <>
+        "direct request path); `python` = the sidecar's work for one call measured in-process without I/O " <>
         "(`bench/sidecar_profile.py`), split into decoding the request, `calls.dispatch` and encoding " <>
         "the reply; `rest` = stack - floor - owner hop - python: the sidecar's I/O loop (anyio wake-up, " <>
         "read, write) and scheduling."
 
-  defp cell_header, do: ["operation", "callers", "vars", "calls", "us/call", "ops/s", "time x", "rate x", "target", "result"]
+  defp cell_header,
+    do: ["operation", "callers", "vars", "calls", "us/call", "ops/s", "floor us", "time x", "rate x", "target", "result"]
 
   defp cell_rows(run) do
     for cell <- run.cells do
-      r = ratio_pair(cell.result, run.floor)
+      r = Targets.ratios(cell.result)
 
       {target, result} =
         case Targets.cell_target(cell, run.floor) do
@@ -275,6 +287,7 @@ defmodule Bench.Report do
         to_string(cell.result.calls),
         fmt(cell.result.us_per_call),
         fmt(cell.result.ops_per_s, 0),
+        fmt(cell.result.floor_us),
         fmt(r.time),
         fmt(r.rate),
         target,
@@ -306,12 +319,10 @@ defmodule Bench.Report do
     if format == :markdown, do: Enum.map(lines, &("- " <> String.trim_leading(&1))), else: lines
   end
 
-  defp ratio_pair(result, floor), do: Targets.ratios(result, floor)
-
   defp ratio(run, op, callers, size, kind) do
     case Enum.find(run.cells, &(&1.op == op and &1.callers == callers and &1.size == size)) do
       nil -> nil
-      cell -> Map.fetch!(ratio_pair(cell.result, run.floor), kind)
+      cell -> Map.fetch!(Targets.ratios(cell.result), kind)
     end
   end
 

@@ -4,15 +4,32 @@ defmodule SnakepitSidecar.Connection do
 
   ## Requests
 
-  Callers are pipelined. `call/4` hands the request to this process, which gives it the next
-  integer id, writes the `{:call, id, function, args}` frame to the port and goes on with the
-  next message: many requests are in flight at once, and replies are matched to their callers by
-  id in whatever order they come back. A slow call never blocks the others.
+  Callers are pipelined: many requests are in flight at once, and replies are matched to their
+  callers by integer id in whatever order they come back. A slow call never blocks the others.
 
-  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`),
-  enforced by this process with a timer. When it fires, the caller exits with
+  The request path skips this process. While a sidecar is up (and the store is not recording),
+  this process publishes its port, a public ETS table of the requests in flight and an
+  `:atomics` id counter under `{SnakepitSidecar.Connection, pid}` in `:persistent_term`. A
+  caller monitors this process (with an alias, like `GenServer.call/3`), takes the next id,
+  inserts `{id, alias}` into the table, encodes the frame and writes it to the port itself
+  (`Port.command/2`: any process may write to a port). Only the replies go through this process:
+  it reads the id from the frame's first bytes (`SnakepitSidecar.Protocol.peek_reply_id/1`),
+  takes the table's entry and sends the reply's bytes to the caller's alias; the caller decodes
+  them. Telemetry and log frames are still handled here, in order, so a call's sidecar events
+  are executed before its reply is sent on.
+
+  When recording (`:record`), during a restart, or when the server is not a local pid or
+  registered name, requests go through this process instead (`GenServer.call/3`): it takes the
+  id, writes the frame (and records it, so a recording has the real order) and replies the same
+  way.
+
+  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`).
+  On the direct path the caller waits with `receive ... after`; on the owner path this process
+  runs a timer from when it handles the request. Either way, when it expires the caller exits with
   `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
-  `GenServer.call/3` exits — and the reply, if it ever comes, is dropped.
+  `GenServer.call/3` exits — its table entry is removed, and the reply, if it ever comes, is
+  dropped (the alias is deactivated, so not even a stray message is left). A caller also exits
+  at once if this process dies while it waits (it monitors it, as `GenServer.call/3` does).
 
   ## Start and handshake
 
@@ -68,9 +85,11 @@ defmodule SnakepitSidecar.Connection do
     :os_pid,
     :welcome,
     :recorder,
+    :table,
+    :ids,
+    :alive,
     telemetry?: false,
     pending: %{},
-    next_id: 0,
     restarts: []
   ]
 
@@ -82,8 +101,10 @@ defmodule SnakepitSidecar.Connection do
           welcome: map() | nil,
           recorder: Recorder.t(),
           telemetry?: boolean(),
+          table: :ets.tid(),
+          ids: :atomics.atomics_ref(),
+          alive: :atomics.atomics_ref() | nil,
           pending: %{non_neg_integer() => {GenServer.from(), reference() | nil}},
-          next_id: non_neg_integer(),
           restarts: [integer()]
         }
 
@@ -110,29 +131,27 @@ defmodule SnakepitSidecar.Connection do
   def call(server, function, args, timeout \\ nil)
       when is_atom(function) and is_list(args) and
              (is_nil(timeout) or timeout == :infinity or (is_integer(timeout) and timeout > 0)) do
-    started = System.monotonic_time()
-    metadata = %{server: server, function: function, arity: length(args)}
+    # The call events cost nothing when :telemetry is not loaded: one loaded-code check.
+    started = if Telemetry.available?(), do: System.monotonic_time()
 
-    outcome =
-      try do
-        GenServer.call(server, {:call, function, args, timeout}, :infinity)
-      catch
-        :exit, reason -> {:caller_exit, reason}
-      end
-
-    measurements = %{duration: System.monotonic_time() - started}
-
-    case outcome do
+    case request(server, function, args, timeout) do
       {:reply, result} ->
-        Telemetry.emit([:snakepit_sidecar, :call, :stop], measurements, metadata)
+        if started do
+          Telemetry.emit(
+            [:snakepit_sidecar, :call, :stop],
+            %{duration: System.monotonic_time() - started},
+            %{server: server, function: function, arity: length(args)}
+          )
+        end
+
         result
 
       {:exit, reason} ->
-        exception_event(measurements, metadata, reason)
+        exception_event(started, server, function, args, reason)
         exit({reason, {__MODULE__, :call, [server, function, length(args)]}})
 
       {:caller_exit, reason} ->
-        exception_event(measurements, metadata, reason)
+        exception_event(started, server, function, args, reason)
         exit(reason)
     end
   end
@@ -144,13 +163,126 @@ defmodule SnakepitSidecar.Connection do
   @spec info(GenServer.server()) :: map()
   def info(server), do: GenServer.call(server, :info)
 
-  defp exception_event(measurements, metadata, reason) do
+  defp exception_event(started, server, function, args, reason) do
     Telemetry.emit(
       [:snakepit_sidecar, :call, :exception],
-      measurements,
-      Map.merge(metadata, %{kind: :exit, reason: reason})
+      %{duration: if(started, do: System.monotonic_time() - started, else: 0)},
+      %{server: server, function: function, arity: length(args), kind: :exit, reason: reason}
     )
   end
+
+  ## The request path (in the caller)
+
+  defp request(server, function, args, timeout) do
+    with pid when is_pid(pid) <- GenServer.whereis(server),
+         {port, table, ids, alive, call_timeout} <- :persistent_term.get({__MODULE__, pid}, nil),
+         1 <- :atomics.get(alive, 1) do
+      direct(
+        pid,
+        {port, table, ids, alive},
+        {server, function, args, timeout},
+        timeout || call_timeout
+      )
+    else
+      _ -> via_owner(server, function, args, timeout)
+    end
+  end
+
+  # The caller registers itself and writes the frame; the owner only routes the reply back.
+  defp direct(pid, {port, table, ids, alive}, {server, function, args, timeout} = context, wait) do
+    id = :atomics.add_get(ids, 1, 1) - 1
+    frame = Protocol.encode_call(id, function, args)
+    mref = :erlang.monitor(:process, pid, [{:alias, :demonitor}])
+
+    registered =
+      try do
+        :ets.insert(table, {id, mref})
+      rescue
+        # The table died with its owner a moment ago.
+        ArgumentError -> false
+      end
+
+    cond do
+      not registered ->
+        :erlang.demonitor(mref, [:flush])
+        via_owner(server, function, args, timeout)
+
+      # Checked after the insert: the owner clears `alive` before it fails the requests in
+      # the table, so either it finds this entry or this caller sees the flag down.
+      :atomics.get(alive, 1) == 1 ->
+        try do
+          Port.command(port, frame)
+        rescue
+          # The port just closed; the owner fails this request when it handles the exit.
+          ArgumentError -> :ok
+        end
+
+        await(mref, table, id, wait, context)
+
+      true ->
+        case take(table, id) do
+          [_] ->
+            :erlang.demonitor(mref, [:flush])
+            via_owner(server, function, args, timeout)
+
+          [] ->
+            # The owner took the entry: its answer (an exit) is on its way.
+            await(mref, table, id, :infinity, context)
+        end
+    end
+  end
+
+  defp await(mref, table, id, timeout, context) do
+    receive do
+      {^mref, reply} ->
+        :erlang.demonitor(mref, [:flush])
+        unwrap(reply)
+
+      {:DOWN, ^mref, _, _, reason} ->
+        # The store died while this caller waited: exit as GenServer.call/3 would have.
+        {server, function, args, call_timeout} = context
+
+        {:caller_exit,
+         {reason, {GenServer, :call, [server, {:call, function, args, call_timeout}, :infinity]}}}
+    after
+      timeout ->
+        case take(table, id) do
+          [_] ->
+            # Nobody will answer this id now; a late reply finds no entry and is dropped, and
+            # demonitor deactivates the alias, so nothing can reach this process later.
+            :erlang.demonitor(mref, [:flush])
+            {:exit, :timeout}
+
+          [] ->
+            # The owner took the entry just now: its answer is on its way.
+            await(mref, table, id, :infinity, context)
+        end
+    end
+  end
+
+  defp take(table, id) do
+    :ets.take(table, id)
+  rescue
+    ArgumentError -> []
+  end
+
+  defp via_owner(server, function, args, timeout) do
+    unwrap(GenServer.call(server, {:call, function, args, timeout}, :infinity))
+  catch
+    :exit, reason -> {:caller_exit, reason}
+  end
+
+  # Replies carry the frame's bytes, decoded here, in the caller, so the owner process is not
+  # the bottleneck of many concurrent callers (and a large result is not copied between them).
+  defp unwrap({:bytes, bytes}) do
+    case Protocol.decode(bytes) do
+      {:ok, {:reply, _id, result}} -> {:reply, result}
+      _ -> {:exit, :undecodable_reply}
+    end
+  end
+
+  defp unwrap({:reply, _result} = reply), do: reply
+  defp unwrap({:exit, _reason} = exit), do: exit
 
   ## GenServer callbacks
 
@@ -160,7 +292,14 @@ defmodule SnakepitSidecar.Connection do
 
     case Recorder.open(config.record) do
       {:ok, recorder} ->
-        case connect(%__MODULE__{config: config, recorder: recorder}, false) do
+        state = %__MODULE__{
+          config: config,
+          recorder: recorder,
+          table: :ets.new(__MODULE__, [:set, :public, write_concurrency: true]),
+          ids: :atomics.new(1, signed: false)
+        }
+
+        case connect(state, false) do
           {:ok, state} ->
             {:ok, state}
 
@@ -176,7 +315,7 @@ defmodule SnakepitSidecar.Connection do
 
   @impl true
   def handle_call({:call, function, args, timeout}, from, state) do
-    id = state.next_id
+    id = :atomics.add_get(state.ids, 1, 1) - 1
     send_frame(state, Protocol.encode_call(id, function, args))
 
     timer =
@@ -185,14 +324,14 @@ defmodule SnakepitSidecar.Connection do
         ms -> Process.send_after(self(), {:call_timeout, id}, ms)
       end
 
-    {:noreply, %{state | next_id: id + 1, pending: Map.put(state.pending, id, {from, timer})}}
+    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
   end
 
   def handle_call(:info, _from, state) do
     info = %{
       os_pid: state.os_pid,
       welcome: state.welcome,
-      pending_calls: map_size(state.pending),
+      pending_calls: pending_calls(state),
       restarts: length(state.restarts)
     }
 
@@ -202,7 +341,13 @@ defmodule SnakepitSidecar.Connection do
   @impl true
   def handle_info({port, {:data, bytes}}, %{port: port} = state) do
     Recorder.record(state.recorder, :in, bytes)
-    {:noreply, handle_frame(Protocol.decode(bytes), state)}
+
+    # A reply is routed by the id in its first bytes and decoded by its caller; anything else
+    # is decoded and handled here.
+    case Protocol.peek_reply_id(bytes) do
+      {:ok, id} -> {:noreply, deliver(state, id, {:bytes, bytes}, :reply)}
+      :error -> {:noreply, handle_frame(Protocol.decode(bytes), state)}
+    end
   end
 
   def handle_info({:call_timeout, id}, state) do
@@ -224,8 +369,10 @@ defmodule SnakepitSidecar.Connection do
 
   @impl true
   def terminate(reason, state) do
+    unpublish(state)
+
     if state.port do
-      emit_down(state, {:shutdown, reason})
+      emit_down(state, {:shutdown, reason}, pending_calls(state))
       OSProcess.close(state.port, state.os_pid, 500)
     end
 
@@ -248,7 +395,7 @@ defmodule SnakepitSidecar.Connection do
       case await_welcome(state, port, deadline) do
         {:ok, info} ->
           os_pid = welcome_os_pid(info, os_pid)
-          state = %{state | port: port, os_pid: os_pid, welcome: info}
+          state = publish(%{state | port: port, os_pid: os_pid, welcome: info})
 
           Telemetry.execute(
             telemetry?,
@@ -271,6 +418,34 @@ defmodule SnakepitSidecar.Connection do
       end
     end
   end
+
+  # Opens the direct request path for this sidecar (see the moduledoc), unless recording: a
+  # recording must have the frames in the order they really crossed the port.
+  defp publish(%{recorder: nil} = state) do
+    alive = :atomics.new(1, [])
+    :atomics.put(alive, 1, 1)
+    term = {state.port, state.table, state.ids, alive, state.config.call_timeout}
+    :persistent_term.put({__MODULE__, self()}, term)
+    %{state | alive: alive}
+  end
+
+  defp publish(state), do: state
+
+  # Closes the direct path: callers that see the flag down go through this process.
+  defp close_direct_path(%{alive: nil} = state), do: state
+
+  defp close_direct_path(state) do
+    :atomics.put(state.alive, 1, 0)
+    %{state | alive: nil}
+  end
+
+  defp unpublish(state) do
+    _ = close_direct_path(state)
+    _ = :persistent_term.erase({__MODULE__, self()})
+    :ok
+  end
+
+  defp pending_calls(state), do: map_size(state.pending) + :ets.info(state.table, :size)
 
   defp welcome_os_pid(%{os_pid: pid}, _port_os_pid) when is_integer(pid) and pid > 0, do: pid
   defp welcome_os_pid(_info, port_os_pid), do: port_os_pid
@@ -376,7 +551,14 @@ defmodule SnakepitSidecar.Connection do
   defp deliver(state, id, message, kind) do
     case Map.pop(state.pending, id) do
       {nil, _} ->
-        if kind == :reply, do: Logger.debug("dropped the late reply to request #{id}")
+        case :ets.take(state.table, id) do
+          [{_id, alias}] ->
+            send(alias, {alias, message})
+
+          [] ->
+            if kind == :reply, do: Logger.debug("dropped the late reply to request #{id}")
+        end
+
         state
 
       {{from, timer}, pending} ->
@@ -394,14 +576,23 @@ defmodule SnakepitSidecar.Connection do
   ## Faults
 
   defp sidecar_down(state, reason) do
-    pending_calls = map_size(state.pending)
+    # First the flag (callers registering from now on see it and come through this process),
+    # then every request in the table: each entry is answered by whoever takes it.
+    state = close_direct_path(state)
+    pending_calls = pending_calls(state)
+    message = {:exit, {:sidecar_down, reason}}
+
+    for {id, _alias} <- :ets.tab2list(state.table),
+        [{_, alias}] <- [:ets.take(state.table, id)] do
+      send(alias, {alias, message})
+    end
 
     for {_id, {from, timer}} <- state.pending do
       if timer, do: Process.cancel_timer(timer)
-      GenServer.reply(from, {:exit, {:sidecar_down, reason}})
+      GenServer.reply(from, message)
     end
 
-    emit_down(state, reason)
+    emit_down(state, reason, pending_calls)
     OSProcess.close(state.port, state.os_pid, 0)
 
     now = System.monotonic_time(:millisecond)
@@ -429,11 +620,11 @@ defmodule SnakepitSidecar.Connection do
     end
   end
 
-  defp emit_down(state, reason) do
+  defp emit_down(state, reason, pending_calls) do
     Telemetry.execute(
       state.telemetry?,
       [:snakepit_sidecar, :connection, :down],
-      %{pending_calls: map_size(state.pending), system_time: System.system_time()},
+      %{pending_calls: pending_calls, system_time: System.system_time()},
       %{server: self(), name: state.config.name, os_pid: state.os_pid, reason: reason}
     )
   end
