@@ -120,8 +120,6 @@ def configure_logging(options: SidecarOptions) -> logging.Handler:
     root.addHandler(stderr_handler)
     root.addHandler(frame_handler)
     root.setLevel(min(stderr_level, frame_level))
-    # asyncio and anyio chatter is not the BEAM's business
-    logging.getLogger("asyncio").setLevel(logging.WARNING)
     return frame_handler
 
 

@@ -1,13 +1,12 @@
-"""The sidecar process: stdin → protocol → calls → protocol → stdout, on an anyio loop.
+"""The sidecar process: stdin → protocol → calls → protocol → stdout.
 
 Two layers:
 
 * `Sidecar` holds the protocol machine, the store and the settings, and turns one chunk of
   input into the list of output frames it causes (no I/O, so it is easy to test);
-* `serve` is the thin anyio loop around it: it reads stdin in large chunks when the fd is
-  readable (a persistent reader on the asyncio loop anyio runs on: see `serve`), writes all
-  frames one chunk produced with a single write, runs the periodic cleanup, and returns as
-  soon as stdin reaches end of file.
+* `serve` is the thin loop around it: it blocks reading stdin in large chunks (why not an
+  event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
+  periodic cleanup on a timer thread, and returns as soon as stdin reaches end of file.
 
 stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
 points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stream.
@@ -15,14 +14,12 @@ points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stre
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import stat
 import sys
+import threading
 from typing import Any, Callable
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidecar import __version__, calls
@@ -251,63 +248,55 @@ class FrameWriter:
             log.info("stdout closed by the peer")
 
 
-def _pollable(fd: int) -> bool:
-    """Whether the event loop can wait on `fd` (pipes, sockets, ttys; not files or /dev/null)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
-
-
-async def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
+def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
     """Serve until `in_fd` reaches end of file (or stdout is closed by the peer).
 
-    The loop is anyio's (a task group holding the cleanup timer), but stdin is watched by one
-    persistent reader callback on the underlying asyncio loop, which reads, handles and writes
-    synchronously. `anyio.wait_readable` registers and unregisters the fd on every wait: measured
-    here at about 15 us per wake-up, against 2.6 us for a persistent reader (and 0.9 us for a
-    bare `poll`), on a round trip whose floor is 17-70 us (docs/benchmarks.md).
+    The main thread blocks in `read` on stdin; the periodic cleanup runs on a timer thread; one
+    lock serializes the two, so the store only ever sees one caller at a time.
+
+    Why a blocking read and not an event loop: a process asleep in `read` on a pipe is woken by
+    the writer's "sync" wake-up, which lets the kernel run it on the CPU the BEAM is leaving;
+    one asleep in `poll`/`epoll` is woken through the poll table and often lands on the other
+    CPU. Measured here, interleaved against the bare echo (`sidecar/echo.py`, which also blocks
+    in `read`): ping costs 1.28-1.35x the echo's round trip with this loop, and 3.2-4.8x
+    (bimodal: 1.6x or 5x) on an anyio/asyncio loop with a persistent reader. See
+    docs/benchmarks.md, "What was tried".
     """
-    input_done = anyio.Event()
-    interval = [sidecar.cleanup_interval_ms]
-    cleanup_scope: list[anyio.CancelScope] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    interval_changed = threading.Event()
 
-    def on_readable() -> None:
-        try:
-            chunk = os.read(in_fd, READ_CHUNK_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as error:
-            log.warning("reading stdin failed (%s); treating it as end of input", error)
-            chunk = b""
-        writer.write(sidecar.handle_input(chunk))
-        if not chunk or writer.closed:
-            input_done.set()
-        elif sidecar.cleanup_interval_ms != interval[0]:  # a hello changed it: restart the timer
-            interval[0] = sidecar.cleanup_interval_ms
-            for scope in cleanup_scope:
-                scope.cancel()
+    def cleanup_timer() -> None:
+        while not stop.is_set():
+            interval_changed.clear()
+            if interval_changed.wait(sidecar.cleanup_interval_ms / 1000):
+                continue  # a hello changed the interval: start counting again
+            with lock:
+                if stop.is_set():
+                    return
+                writer.write(sidecar.run_cleanup())
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_cleanup_loop, sidecar, writer, cleanup_scope)
-        if _pollable(in_fd):
-            loop = asyncio.get_running_loop()
-            loop.add_reader(in_fd, on_readable)
+    timer = threading.Thread(target=cleanup_timer, name="cleanup-timer", daemon=True)
+    timer.start()
+    interval = sidecar.cleanup_interval_ms
+    try:
+        while not writer.closed:
             try:
-                await input_done.wait()
-            finally:
-                loop.remove_reader(in_fd)
-        else:  # a regular file or /dev/null: always readable, read it through
-            while not input_done.is_set():
-                on_readable()
-                await anyio.sleep(0)
-        tasks.cancel_scope.cancel()
-
-
-async def _cleanup_loop(sidecar: Sidecar, writer: FrameWriter, scope_slot: list[anyio.CancelScope]) -> None:
-    while True:
-        with anyio.CancelScope() as scope:
-            scope_slot[:] = [scope]
-            await anyio.sleep(sidecar.cleanup_interval_ms / 1000)
-            writer.write(sidecar.run_cleanup())
+                chunk = os.read(in_fd, READ_CHUNK_BYTES)
+            except OSError as error:
+                log.warning("reading stdin failed (%s); treating it as end of input", error)
+                chunk = b""
+            with lock:
+                writer.write(sidecar.handle_input(chunk))
+            if not chunk:
+                break
+            if sidecar.cleanup_interval_ms != interval:
+                interval = sidecar.cleanup_interval_ms
+                interval_changed.set()
+    finally:
+        with lock:  # a cleanup under way finishes first; none starts after this
+            stop.set()
+        interval_changed.set()
 
 
 def take_over_stdout() -> int:
@@ -326,7 +315,7 @@ def run(options: SidecarOptions, log_handler: LogFrameHandler | None = None) -> 
     writer = FrameWriter(frames_fd)
     log.debug("sidecar %s serving protocol %d (pid %d)", __version__, PROTOCOL_VERSION, os.getpid())
     try:
-        anyio.run(serve, sidecar, 0, writer, backend="asyncio")
+        serve(sidecar, 0, writer)
     finally:
         close = getattr(sidecar.store, "close", None)
         if callable(close):

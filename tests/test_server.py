@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import anyio
 import pytest
 
 from sidecar import codec, server
@@ -356,7 +355,7 @@ def test_serve_writes_the_frames_of_one_chunk_with_one_write(monkeypatch):
 
     monkeypatch.setattr(server.os, "write", counting_write)
     handler = LogFrameHandler()
-    anyio.run(server.serve, server.Sidecar(SidecarOptions(), handler), in_read, server.FrameWriter(out_write))
+    server.serve(server.Sidecar(SidecarOptions(), handler), in_read, server.FrameWriter(out_write))
     os.close(out_write)
     output = os.read(out_read, 1 << 16)
     os.close(in_read)
@@ -369,3 +368,19 @@ def test_serve_writes_the_frames_of_one_chunk_with_one_write(monkeypatch):
         terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
         offset += 4 + size
     assert terms == [(Atom("reply"), i, PONG) for i in range(5)]
+
+
+def test_serve_leaves_no_timer_thread_behind():
+    import threading
+
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    os.write(in_write, frame((CALL, 1, Atom("ping"), [])))
+    os.close(in_write)
+    server.serve(server.Sidecar(SidecarOptions()), in_read, server.FrameWriter(out_write))
+    deadline = time.monotonic() + 2
+    while any(t.name == "cleanup-timer" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for fd in (in_read, out_read, out_write):
+        os.close(fd)
+    assert not any(t.name == "cleanup-timer" for t in threading.enumerate())

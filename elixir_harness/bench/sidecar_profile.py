@@ -2,7 +2,7 @@
 
     python3 elixir_harness/bench/sidecar_profile.py [--calls N] [--cprofile OP]
 
-Builds the sidecar's `Sidecar` object (what `sidecar.server` runs, minus the anyio loop and the
+Builds the sidecar's `Sidecar` object (what `sidecar.server` runs, minus the I/O loop and the
 pipes), says `:hello` with telemetry off (as the benchmark's harness does when `:telemetry` is not
 loaded), fills sessions of 1/10/100/1000 float variables like `bench/lib/workload.exs`, then for each
 operation times N calls fed one frame per `handle_input` chunk (as sequential callers arrive), and
