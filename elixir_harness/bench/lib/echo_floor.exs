@@ -5,7 +5,7 @@ defmodule Bench.EchoFloor do
   The benchmark process itself owns a port to the echo program (opened with the same options
   the harness uses for the sidecar), sends the frame the harness would send for a
   `get_variable` call, receives it back unchanged and decodes it with
-  `:erlang.binary_to_term(bytes, [:safe])`, as the harness decodes a reply. No GenServer hop, no
+  `:erlang.binary_to_term(bytes)`, as the harness decodes a reply. No GenServer hop, no
   Python decoding: everything a real call costs on top of this is the harness and the sidecar.
 
   `Bench.EchoFloor.Owner` is the same echo behind a port-owning GenServer shaped like the
@@ -49,7 +49,7 @@ defmodule Bench.EchoFloor do
       true = Port.command(port, frame(i))
 
       receive do
-        {^port, {:data, bytes}} -> :erlang.binary_to_term(bytes, [:safe])
+        {^port, {:data, bytes}} -> :erlang.binary_to_term(bytes)
       after
         10_000 -> raise "the echo program did not answer"
       end
@@ -84,7 +84,7 @@ defmodule Bench.EchoFloor.Owner do
 
   @impl true
   def handle_info({port, {:data, bytes}}, %{port: port} = state) do
-    {:call, id, _, _} = term = :erlang.binary_to_term(bytes, [:safe])
+    {:call, id, _, _} = term = :erlang.binary_to_term(bytes)
     {from, pending} = Map.pop(state.pending, id)
     GenServer.reply(from, term)
     {:noreply, %{state | pending: pending}}
