@@ -38,7 +38,7 @@ EMPTY_LIST: list = []
 
 
 class VariableRecord:
-    """One variable. `rendered` caches its struct term; every mutation must clear it."""
+    """One variable. `rendered` caches its encoded struct (`terms.Encoded`); every mutation must clear it."""
 
     __slots__ = (
         "id",
