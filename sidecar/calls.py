@@ -246,40 +246,64 @@ def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
 #
 # For every (name, arity) of a call that is not test-only, a runner that does exactly what
 # `_dispatch_checked` does for that arity, with the arity and the table walk resolved once:
-# it checks only the arguments whose check is not `any_term`, in position order, appends the
+# it checks only the arguments whose check is not `any_term`, in position order, passes the
 # defaults of the missing ones, and calls the store method (looked up on the store per call, so
 # a replaced method is honoured). Test-only calls depend on the store's config: general path.
+#
+# Each runner is written out as straight-line Python (compiled once, at import, the way
+# `dataclasses` writes its methods): unpacking the argument list, one `try` per checked
+# argument, one attribute call. `identifier` and `binary` checks take the exact-type answer
+# for a str or an Atom first and call the check itself for anything else (same result: both
+# checks return the argument unchanged or raise BadArgument).
+
+_QUICK_TYPES = {identifier: "type({a}) is str or type({a}) is Atom", binary: "type({a}) is str"}
 
 
 def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list], tuple[Any, Any]]:
     method = spec.method
-    checks = tuple(
-        (position, param.check)
-        for position, param in enumerate(spec.params[:arity], start=1)
-        if param.check is not any_term
-    )
-    defaults = [param.default for param in spec.params[arity:]]
-
-    if not checks and not defaults:
-
-        def run_plain(store: Any, args: list) -> tuple[Any, Any]:
-            try:
-                return getattr(store, method)(*args)
-            except Exception as exc:  # a defect, as in `_run`
-                return _internal_error(name, exc)
-
-        return run_plain
-
-    def run_checked(store: Any, args: list) -> tuple[Any, Any]:
-        call_args = args + defaults if defaults else list(args)
-        for position, check in checks:
-            try:
-                call_args[position - 1] = check(call_args[position - 1])
-            except BadArgument as bad:
-                return _error((A_BAD_ARGUMENT, name, position, bad.expected)), []
-        return _run(store, name, method, call_args)
-
-    return run_checked
+    if not method.isidentifier():  # pragma: no cover - the table's own names
+        raise ValueError(f"store method name {method!r}")
+    namespace: dict[str, Any] = {
+        "name": name,
+        "BadArgument": BadArgument,
+        "_error": _error,
+        "_internal_error": _internal_error,
+        "A_BAD_ARGUMENT": A_BAD_ARGUMENT,
+        "Atom": Atom,
+    }
+    given = [f"a{position}" for position in range(1, arity + 1)]
+    lines = ["def run(store, args):"]
+    if given:
+        lines.append(f"    {', '.join(given)}, = args")
+    for position, param in enumerate(spec.params[:arity], start=1):
+        check = param.check
+        if check is any_term:
+            continue
+        variable = f"a{position}"
+        namespace[f"check{position}"] = check
+        quick = _QUICK_TYPES.get(check)
+        indent = "    "
+        if quick is not None:
+            lines.append(f"    if not ({quick.format(a=variable)}):")
+            indent = "        "
+        lines += [
+            f"{indent}try:",
+            f"{indent}    {variable} = check{position}({variable})",
+            f"{indent}except BadArgument as bad:",
+            f"{indent}    return _error((A_BAD_ARGUMENT, name, {position}, bad.expected)), []",
+        ]
+    defaults = []
+    for position, param in enumerate(spec.params[arity:], start=arity + 1):
+        namespace[f"default{position}"] = param.default
+        defaults.append(f"default{position}")
+    lines += [
+        "    try:",
+        f"        return store.{method}({', '.join(given + defaults)})",
+        "    except Exception as exc:  # a defect, as in `_run`",
+        "        return _internal_error(name, exc)",
+    ]
+    exec(compile("\n".join(lines), f"<runner {name.name}/{arity}>", "exec"), namespace)  # noqa: S102
+    return namespace["run"]
 
 
 _RUNNERS: dict[tuple[Atom, int], Callable[[Any, list], tuple[Any, Any]]] = {

@@ -10,6 +10,9 @@ Public entry points:
     encode_tagged_frame(head, *items) -> bytes
                                    encode_frame((tag, *items)) for a prebuilt `tagged_head`
                                    (the hot path for replies and telemetry frames)
+    encode_reply_frame(head, id, result) -> bytes
+                                   encode_tagged_frame(head, id, result), quicker for the
+                                   commonest replies
     decode_call(body) -> (id, function, args) | None
                                    the hot path for a request frame's body: the parts of a
                                    well-formed `{:call, id, atom, list}`, else None
@@ -58,6 +61,7 @@ __all__ = [
     "decode_call",
     "tagged_head",
     "encode_tagged_frame",
+    "encode_reply_frame",
     "decode_via_erlang_py",
     "encode_via_erlang_py",
 ]
@@ -575,6 +579,45 @@ def tagged_head(tag: Atom, arity: int) -> bytes:
     return bytes((VERSION, SMALL_TUPLE_EXT, arity)) + (_ATOM_ENCODINGS.get(tag) or _atom_encoding(tag))
 
 
+def encode_reply_frame(head: bytes, call_id: Any, result: Any) -> bytes:
+    """`encode_tagged_frame(head, call_id, result)`, byte for byte: the reply's own fast path
+    for a 32-bit non-negative id and a result that is an atom or `{atom, atom | Encoded}`
+    (`:ok`, `{:ok, variable}`, `{:error, :not_found}`); anything else goes the general way."""
+    if type(call_id) is int and 0 <= call_id <= 0x7FFFFFFF:
+        kind = type(result)
+        if kind is Atom:
+            body = b"".join(
+                (
+                    head,
+                    _SMALL_INTS[call_id] if call_id <= 255 else _pack_Bi(INTEGER_EXT, call_id),
+                    _ATOM_ENCODINGS.get(result) or _atom_encoding(result),
+                )
+            )
+            return _pack_I(len(body)) + body
+        if kind is tuple and len(result) == 2:
+            first, second = result
+            if type(first) is Atom:
+                kind = type(second)
+                if kind is Encoded:
+                    tail = second.etf
+                elif kind is Atom:
+                    tail = _ATOM_ENCODINGS.get(second) or _atom_encoding(second)
+                else:
+                    tail = None
+                if tail is not None and len(tail) < 0xFFFF0000:
+                    body = b"".join(
+                        (
+                            head,
+                            _SMALL_INTS[call_id] if call_id <= 255 else _pack_Bi(INTEGER_EXT, call_id),
+                            _TUPLE2,
+                            _ATOM_ENCODINGS.get(first) or _atom_encoding(first),
+                            tail,
+                        )
+                    )
+                    return _pack_I(len(body)) + body
+    return encode_tagged_frame(head, call_id, result)
+
+
 def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
     """`encode_frame((tag, *items))`, byte for byte, where `head` is `tagged_head(tag, 1 + len(items))`.
 
@@ -990,7 +1033,8 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
     function, args}` with a non-negative id, an Atom function (not nil/true/false) and a list
     of args; None for anything else (the caller then takes the general path, `decode`, which
     also gives the error of a malformed frame). Where it answers, `decode(body)` is exactly
-    `(Atom("call"), id, function, args)`: the args are decoded by the same `_dec`."""
+    `(Atom("call"), id, function, args)`: the function atom is read as `_dec` reads it, and the
+    args by `_dec_args` (a LIST_EXT of scalars inline, anything else by `_dec`)."""
     if body.startswith(_CALL_HEADER_SHORT):
         i = 9
     elif body.startswith(_CALL_HEADER_LONG):
@@ -1011,14 +1055,77 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
             i += 5
         else:
             return None
-        if body[i] not in _ATOM_TAGS:
+        tag = body[i]
+        if tag == SMALL_ATOM_UTF8_EXT:
+            end = i + 2 + body[i + 1]
+        elif tag == ATOM_EXT:
+            end = i + 3 + ((body[i + 1] << 8) | body[i + 2])
+        elif tag == SMALL_ATOM_EXT:
+            end = i + 2 + body[i + 1]
+        elif tag == ATOM_UTF8_EXT:
+            end = i + 3 + ((body[i + 1] << 8) | body[i + 2])
+        else:
             return None
-        function, i = _dec(body, i)
+        function = _ATOM_TERMS.get(body[i:end], _MISSING)
+        if function is _MISSING:
+            function = _learn_atom(body, i, end)
         if type(function) is not Atom:
             return None
-        args, i = _dec(body, i)
+        if body[end] == LIST_EXT:
+            args, i = _dec_args(body, end)
+        else:
+            args, i = _dec(body, end)
     except Exception:  # malformed: the general path reports it
         return None
     if type(args) is not list or i != len(body):
         return None
     return call_id, function, args
+
+
+def _dec_args(data: bytes, i: int) -> tuple[Any, int]:
+    """`_dec(data, i)` for the LIST_EXT at `i`, with the scalar elements a call's arguments are
+    made of (binaries, atoms, small and 32-bit integers, new floats) decoded inline; any other
+    element goes through `_dec`. Same results and same failures as `_dec`."""
+    length = _unpack_I(data, i + 1)[0]
+    i += 5
+    size = len(data)
+    if length > size - i:
+        raise _truncated()
+    items = []
+    put = items.append
+    for _ in range(length):
+        tag = data[i]
+        if tag == BINARY_EXT:
+            start = i + 5
+            i = start + _unpack_I(data, i + 1)[0]
+            if i > size:
+                raise _truncated()
+            raw = data[start:i]
+            try:
+                put(raw.decode())
+            except UnicodeDecodeError:
+                put(raw)
+        elif tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_EXT:
+            start = i
+            i += 2 + data[i + 1] if tag == SMALL_ATOM_UTF8_EXT else 3 + ((data[i + 1] << 8) | data[i + 2])
+            term = _ATOM_TERMS.get(data[start:i], _MISSING)
+            put(_learn_atom(data, start, i) if term is _MISSING else term)
+        elif tag == SMALL_INTEGER_EXT:
+            put(data[i + 1])
+            i += 2
+        elif tag == NEW_FLOAT_EXT:
+            value = _unpack_d(data, i + 1)[0]
+            if value - value != 0.0:
+                raise DecodeError("non-finite float")
+            put(value)
+            i += 9
+        elif tag == INTEGER_EXT:
+            put(_unpack_i(data, i + 1)[0])
+            i += 5
+        else:
+            term, i = _dec(data, i)
+            put(term)
+    if data[i] == NIL_EXT:
+        return items, i + 1
+    tail, i = _dec(data, i)
+    return _improper(items, tail), i

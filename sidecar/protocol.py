@@ -38,6 +38,7 @@ _HEADER = struct.Struct(">I")
 _unpack_header = _HEADER.unpack_from
 _decode_call = codec.decode_call
 _encode_tagged_frame = codec.encode_tagged_frame
+_encode_reply_frame = codec.encode_reply_frame
 
 A_HELLO = Atom("hello")
 A_CALL = Atom("call")
@@ -228,6 +229,17 @@ class ProtocolMachine:
             del buffer[:consumed]
         return events
 
+    def receive_call(self, data: bytes) -> tuple[int, Atom, list] | None:
+        """`(id, function, args)` when `data` is exactly one frame holding a well-formed call and
+        nothing is pending (the sequential caller's chunk): what `receive_data(data)` would
+        return as `[Call(id, function, args)]`, without building the event. None for anything
+        else, and then nothing was consumed: hand the same chunk to `receive_data`."""
+        if type(data) is bytes and not self._buffer and not self._skip_remaining and not self._eof:
+            size = len(data) - HEADER_BYTES
+            if size > 0 and _unpack_header(data, 0)[0] == size and size <= self.max_frame_bytes:
+                return _decode_call(data[HEADER_BYTES:])
+        return None
+
     def _parse(self, view: memoryview, offset: int, events: list[Event]) -> int:
         """Parse whole frames from `view[offset:]`; return the offset after the last one."""
         end = len(view)
@@ -362,7 +374,7 @@ class ProtocolMachine:
     def reply(self, call_id: int, result: Any) -> bytes:
         """`{:reply, id, result}`; a result that cannot be encoded becomes an internal error."""
         try:
-            return _encode_tagged_frame(_REPLY_HEAD, call_id, result)
+            return _encode_reply_frame(_REPLY_HEAD, call_id, result)
         except Exception as exc:
             log.error("reply to call %d could not be encoded: %r", call_id, exc)
             return frame((A_REPLY, call_id, (A_ERROR, (A_INTERNAL_ERROR, f"reply could not be encoded: {exc}"))))

@@ -117,10 +117,20 @@ class Sidecar:
     def handle_input(self, chunk: bytes) -> list[bytes]:
         """The frames answering every frame that `chunk` completes (`b""`: end of input)."""
         out: list[bytes] = []
+        call = self.protocol.receive_call(chunk)
+        if call is not None:  # the common chunk: exactly one call frame (a sequential caller)
+            try:
+                self._serve(call[0], call[1], call[2], out)
+            except Exception:  # as below
+                log.exception("failed to handle %r", Call(*call))
+            handler = self.log_handler
+            if handler is not None and handler.has_pending():
+                self._log_pending(out)
+            return out
         for event in self.protocol.receive_data(chunk):
             try:
                 if type(event) is Call:
-                    self._serve_call(event, out)
+                    self._serve(event.id, event.function, event.args, out)
                 elif type(event) is Hello:
                     self._hello(event, out)
                 else:
@@ -132,15 +142,21 @@ class Sidecar:
         return out
 
     def _serve_call(self, call: Call, out: list[bytes]) -> None:
+        self._serve(call.id, call.function, call.args, out)
+
+    def _serve(self, call_id: int, function: Atom, args: list, out: list[bytes]) -> None:
+        """Run one call; append its log frames, telemetry frames and reply, in that order."""
         try:
-            result, events = calls.dispatch(self.store, call.function, call.args)
+            result, events = calls.dispatch(self.store, function, args)
         except Exception as exc:
-            log.exception("call %s (id %d) failed", call.function.name, call.id)
+            log.exception("call %s (id %d) failed", function.name, call_id)
             result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
-        self._log_pending(out)
+        handler = self.log_handler
+        if handler is not None and handler.has_pending():
+            self._log_pending(out)
         if self.telemetry_enabled and events:
             self._telemetry(events, out)
-        out.append(self.protocol.reply(call.id, result))
+        out.append(self.protocol.reply(call_id, result))
 
     def _telemetry(self, events: Any, out: list[bytes]) -> None:
         for event, measurements, metadata in events:

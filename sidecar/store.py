@@ -168,9 +168,9 @@ class SessionStore:
 
     def _session(self, session_id: Any) -> Optional[SessionRecord]:
         """The session, or None (also for a session id that is not a binary)."""
-        if not is_binary(session_id):
-            return None
-        return self.backend.get_session(session_id)
+        if type(session_id) is str or is_binary(session_id):
+            return self.backend.get_session(session_id)
+        return None
 
     def _changed(self, session: SessionRecord, now: int) -> None:
         """After a change (not a mere touch): touch, bump the revision, persist the header."""
@@ -180,9 +180,15 @@ class SessionStore:
 
     def _find_variable(self, session: SessionRecord, ident: Any) -> Optional[VariableRecord]:
         """`ident` as an id first, then as a name (both by string form)."""
-        key = name_key(ident)
-        if key is None:
-            return None
+        kind = type(ident)
+        if kind is Atom:  # name_key's answers for the two common kinds, without the call
+            key = ident.name
+        elif kind is str:
+            key = ident
+        else:
+            key = name_key(ident)
+            if key is None:
+                return None
         backend = self.backend
         variable = backend.get_variable(session, key)
         if variable is None:
@@ -473,8 +479,10 @@ class SessionStore:
         if variable is None:
             return NOT_FOUND, []
         self.backend.touch_session(session, self.clock.now())
-        event = (EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})
-        return (OK, self._render_variable(variable)), [event]
+        rendered = variable.rendered  # encoded_variable's cache, read without the call
+        if rendered is None:
+            rendered = self._render_variable(variable)
+        return (OK, rendered), [(EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})]
 
     def get_variable_value(self, session_id: Any, ident: Any, default: Any = None) -> Result:
         session = self._session(session_id)

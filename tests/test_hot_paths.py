@@ -3,6 +3,11 @@
 * `codec.encode_tagged_frame` (replies, telemetry) writes `codec.encode_frame`'s bytes;
 * `codec.decode_call` and the one-frame chunk path of `ProtocolMachine.receive_data` give the
   events of the general path (whole `decode`, then the frame checks), malformed frames included;
+* `codec._dec_args` (a call's flat argument list read inline) gives exactly `codec._dec`'s term
+  (str vs bytes, atoms, nil/true/false, 1 vs 1.0, -0.0) or fails where `_dec` fails;
+* `ProtocolMachine.receive_call` and `Sidecar.handle_input`'s one-call chunk path answer as
+  `receive_data` and the per-event loop do;
+* `codec.encode_reply_frame` writes `codec.encode_frame`'s bytes;
 * the telemetry head cache never answers for an event list changed in place;
 * `calls.dispatch`'s per-(name, arity) runners answer as the general table walk;
 * `Clock.utc_iso8601` (formatted seconds cached) is `format_utc_iso8601(datetime.now(utc))`;
@@ -25,7 +30,7 @@ from sidecar.config import StoreConfig
 from sidecar.protocol import ProtocolMachine
 from sidecar.store import SessionStore
 from sidecar.terms import Atom, Encoded
-from test_codec import atoms, ints, strings, terms
+from test_codec import atoms, binaries, floats, ints, strictly_equal, strings, terms
 
 A = Atom
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -339,3 +344,234 @@ def test_edge_frames_give_the_general_paths_events(body: bytes) -> None:
         assert codec.decode(body) == (A("call"), *fast)
     for limit in (8, protocol.DEFAULT_MAX_FRAME_BYTES):
         assert ProtocolMachine(limit).receive_data(_frame(body)) == _GeneralMachine(limit).receive_data(_frame(body))
+
+
+# -- the flat argument list (codec._dec_args) ---------------------------------------------
+
+scalar_args = st.one_of(
+    strings,
+    binaries,
+    st.binary(max_size=6),  # often not UTF-8: stays bytes
+    atoms,
+    st.sampled_from([None, True, False, A("x" * 255)]),
+    st.integers(0, 255),
+    st.integers(-(2**31), 2**31 - 1),
+    ints,
+    floats,
+)
+
+
+def _scalar_bytes(draw: Any, value: Any) -> bytes:
+    """`value` encoded, atoms in any of the four atom encodings (the decoder reads all four)."""
+    if type(value) is Atom or value is None or type(value) is bool:
+        name = "nil" if value is None else str(value).lower() if type(value) is bool else value.name
+        return _atom_bytes(name, draw(call_atom_tags))
+    return codec.encode(value)[1:]
+
+
+@st.composite
+def arg_lists(draw: Any) -> bytes:
+    """A LIST_EXT of mostly scalars (some any term), sometimes with a tail, cut, padded or
+    with a byte changed (a NEW_FLOAT_EXT turned into an infinity included)."""
+    items = draw(st.lists(st.one_of(scalar_args, scalar_args, scalar_args, terms), max_size=5))
+    body = b"l" + len(items).to_bytes(4, "big") + b"".join(_scalar_bytes(draw, item) for item in items)
+    body += draw(st.sampled_from([b"j", b"j", b"j", b"a\x01", codec.encode([1])[1:], b"k\x00\x01a"]))
+    change = draw(st.sampled_from(["none", "none", "truncate", "pad", "flip", "length", "inf"]))
+    # the LIST_EXT tag itself stays: `_dec_args` is only called on one (decode_call checks)
+    if change == "truncate":
+        body = body[: draw(st.integers(1, len(body) - 1))]
+    elif change == "pad":
+        body += draw(st.binary(min_size=1, max_size=3))
+    elif change == "flip":
+        at = draw(st.integers(1, len(body) - 1))
+        body = body[:at] + bytes((draw(st.integers(0, 255)),)) + body[at + 1 :]
+    elif change == "length":
+        body = b"l" + draw(st.integers(0, 2**32 - 1)).to_bytes(4, "big") + body[5:]
+    elif change == "inf" and b"F" in body:
+        at = body.index(b"F")
+        body = body[: at + 1] + draw(st.sampled_from([b"\x7f\xf0", b"\xff\xf0", b"\x7f\xf8"])) + bytes(6) + body[at + 9 :]
+    return body
+
+
+def _outcome(decoder: Any, data: bytes) -> Any:
+    try:
+        return decoder(data, 0)
+    except Exception:
+        return "raises"
+
+
+@SETTINGS
+@given(arg_lists())
+def test_flat_argument_lists_decode_as_the_general_decoder(data: bytes) -> None:
+    fast, general = _outcome(codec._dec_args, data), _outcome(codec._dec, data)
+    assert (fast == "raises") is (general == "raises")
+    if fast != "raises":
+        assert strictly_equal(fast[0], general[0]) and fast[1] == general[1]
+
+
+@SETTINGS
+@given(call_ids.filter(lambda n: n < 2**31), arg_lists(), st.sampled_from(["get_variable", "update_variable", "ping"]), call_atom_tags)
+def test_decode_call_with_flat_arguments_is_decode(call_id: int, args: bytes, function: str, tag: int) -> None:
+    body = _call_body(codec.encode(call_id)[1:], _atom_bytes(function, tag), args, tag)
+    fast = codec.decode_call(body)
+    try:
+        general = codec.decode(body)
+    except codec.DecodeError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert strictly_equal(general, (A("call"), *fast))
+    elif type(general[3]) is list:  # a well-formed call with a list of args takes the fast path
+        raise AssertionError(f"decode_call missed {general!r}")
+
+
+def test_decode_call_keeps_the_general_decoders_forms() -> None:
+    args = [b"\xff", "é", A("v0"), None, True, False, 7, 300, -5, 0.5, -0.0, [1], {A("a"): 1}]
+    body = codec.encode((A("call"), 9, A("update_variable"), args))
+    fast = codec.decode_call(body)
+    assert fast is not None and strictly_equal(list(fast[2]), args)
+    assert strictly_equal((A("call"), *fast), codec.decode(body))
+
+
+# -- receive_call and the one-call chunk of handle_input ----------------------------------
+
+
+@SETTINGS
+@given(st.lists(call_bodies(), min_size=1, max_size=3), st.integers(1, 64))
+def test_receive_call_is_receive_datas_call(bodies: list[bytes], max_frame_bytes: int) -> None:
+    for limit in (max_frame_bytes, protocol.DEFAULT_MAX_FRAME_BYTES):
+        fast, general = ProtocolMachine(limit), _GeneralMachine(limit)
+        for body in bodies:
+            call = fast.receive_call(_frame(body))
+            expected = general.receive_data(_frame(body))
+            if call is not None:
+                assert expected == [protocol.Call(*call)]
+            else:  # nothing consumed: the general path on the same machine
+                assert fast.receive_data(_frame(body)) == expected
+        assert fast.receive_data(b"") == general.receive_data(b"")
+
+
+def test_receive_call_leaves_any_other_chunk_to_receive_data() -> None:
+    whole = _frame(codec.encode((A("call"), 7, A("ping"), [])))
+    machine = ProtocolMachine()
+    assert machine.receive_call(whole) == (7, A("ping"), [])
+    for chunk in (whole[:6], whole + whole, bytearray(whole), b"", whole[:4]):
+        assert ProtocolMachine().receive_call(chunk) is None
+    assert machine.receive_data(whole[:6]) == []
+    assert machine.receive_call(whole) is None  # something is buffered
+    assert machine.receive_data(b"") != []
+    assert machine.receive_call(whole) is None  # after end of input
+    assert ProtocolMachine(8).receive_call(whole) is None  # over the frame limit
+
+
+class _GeneralSidecar:
+    """A Sidecar whose chunks all go through `receive_data` and the per-event loop."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from sidecar.server import Sidecar
+
+        sidecar = Sidecar(*args, **kwargs)
+        sidecar.protocol.receive_call = lambda data: None
+        return sidecar
+
+
+sidecar_args = st.one_of(
+    st.sampled_from([["s", A("v")], ["s", "n"], ["s", A("v"), 2.5], ["s", "n", 4], ["s", A("v"), 11], ["nope", A("v")]]),
+    st.lists(arg_values, max_size=4),
+)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**31),
+            st.sampled_from(["get_variable", "update_variable", "ping", "get_variables", "nope", "__reset__"]),
+            sidecar_args,
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_handle_input_one_call_chunks_answer_as_the_event_loop(requests: list, telemetry: bool) -> None:
+    import logging
+
+    from sidecar.cli import SidecarOptions
+    from sidecar.logframes import LogFrameHandler
+    from sidecar.server import Sidecar
+
+    def build(kind: Any) -> Any:
+        sidecar = kind(SidecarOptions(), LogFrameHandler(logging.WARNING), clock_factory=lambda _start: FakeClock(100))
+        sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})))
+        sidecar.handle_input(codec.encode_frame((A("call"), 1, A("create_session"), ["s"])))
+        sidecar.handle_input(codec.encode_frame((A("call"), 2, A("register_variable"), ["s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10}}])))
+        sidecar.handle_input(codec.encode_frame((A("call"), 3, A("register_variable"), ["s", "n", A("integer"), 3])))
+        return sidecar
+
+    fast, general = build(Sidecar), build(_GeneralSidecar)
+    for call_id, function, args in requests:
+        chunk = codec.encode_frame((A("call"), call_id, A(function), args))
+        assert fast.handle_input(chunk) == general.handle_input(chunk)
+
+
+def test_a_failing_call_on_the_one_call_path_is_logged_and_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from sidecar import server
+    from sidecar.cli import SidecarOptions
+    from sidecar.logframes import LogFrameHandler
+
+    handler = LogFrameHandler(logging.WARNING)
+    logging.getLogger("sidecar").addHandler(handler)
+    try:
+        sidecar = server.Sidecar(SidecarOptions(), handler)
+
+        def broken_reply(call_id: int, result: Any) -> bytes:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(sidecar.protocol, "reply", broken_reply)
+        out = sidecar.handle_input(codec.encode_frame((A("call"), 5, A("ping"), [])))
+    finally:
+        logging.getLogger("sidecar").removeHandler(handler)
+    assert len(out) == 1
+    level, message, _ = codec.decode(out[0][4:])[1:]
+    assert level is A("error") and "failed to handle Call(id=5" in message and "boom" in message
+
+
+# -- encode_reply_frame -------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    st.one_of(call_ids, st.integers(-(2**40), -1), st.just(True), floats),
+    st.one_of(results, atoms, st.tuples(atoms, atoms), st.tuples(atoms, encodeds), st.tuples(strings, encodeds)),
+)
+def test_encode_reply_frame_is_encode_frame(call_id: Any, result: Any) -> None:
+    head = codec.tagged_head(A("reply"), 3)
+    assert codec.encode_reply_frame(head, call_id, result) == codec.encode_frame((A("reply"), call_id, result))
+
+
+def test_encode_reply_frame_refuses_what_encode_frame_refuses() -> None:
+    head = codec.tagged_head(A("reply"), 3)
+    for result in (A("x" * 256), (A("ok"), A("x" * 256)), (A("x" * 256), Encoded(b"j"))):
+        with pytest.raises(codec.EncodeError):
+            codec.encode_frame((A("reply"), 1, result))
+        with pytest.raises(codec.EncodeError):
+            codec.encode_reply_frame(head, 1, result)
+
+
+# -- the generated runners ----------------------------------------------------------------
+
+
+def test_runners_call_the_stores_current_method_and_pass_defaults() -> None:
+    store = _store()
+    seen: list = []
+    store.update_variable = lambda *args: (seen.append(args), (A("ok"), []))[1]  # type: ignore[method-assign]
+    assert calls.dispatch(store, A("update_variable"), ["s", A("v"), 2.0]) == (A("ok"), [])
+    assert seen == [("s", A("v"), 2.0, {})]
+    store.get_variable = lambda *args: 1 / 0  # type: ignore[method-assign]
+    result, events = calls.dispatch(store, A("get_variable"), ["s", A("v")])
+    assert result == (A("error"), (A("internal_error"), "ZeroDivisionError: division by zero")) and events == []
+    assert calls.dispatch(store, A("get_variable"), ["s", 1]) == ((A("error"), (A("bad_argument"), A("get_variable"), 2, "atom or binary")), [])
+    result, _ = calls.dispatch(store, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]])
+    assert result[0] is A("ok")
