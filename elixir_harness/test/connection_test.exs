@@ -116,12 +116,20 @@ defmodule SnakepitSidecar.ConnectionTest do
       {:ok, _} = Store.create_session(store, "before_kill")
       old_os_pid = Store.sidecar_info(store).os_pid
 
-      # Keep traffic flowing, then kill -9 the sidecar in the middle of it.
+      # Keep traffic flowing until told to stop, and kill -9 the sidecar in the middle of it:
+      # every caller calls back to back, so some of them are in flight when it dies.
+      stop = :atomics.new(1, [])
+
       callers =
         for i <- 1..20 do
           Task.async(fn ->
             try do
-              for j <- 1..200, do: Store.create_session(store, "t#{i}_#{j}")
+              Stream.iterate(1, &(&1 + 1))
+              |> Enum.find(fn j ->
+                Store.create_session(store, "t#{i}_#{j}")
+                :atomics.get(stop, 1) == 1
+              end)
+
               :all_answered
             catch
               # {:exit_status, 137} usually; {:port_exit, :epipe} when a write hits the dead pipe first
@@ -133,6 +141,8 @@ defmodule SnakepitSidecar.ConnectionTest do
 
       Process.sleep(50)
       SnakepitSidecar.OSProcess.kill(old_os_pid)
+      Process.sleep(200)
+      :atomics.put(stop, 1, 1)
       outcomes = Enum.map(callers, &Task.await(&1, 15_000))
       assert :sidecar_down in outcomes
       assert Enum.all?(outcomes, &(&1 in [:sidecar_down, :all_answered]))
