@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import settings
+
+# The machine is shared and noisy: Hypothesis properties check behaviour, never timing, so no
+# per-example deadline (its default of 200 ms would turn a slow moment into a failure).
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests' helper modules
 
