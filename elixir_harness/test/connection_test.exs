@@ -6,12 +6,7 @@ defmodule SnakepitSidecar.ConnectionTest do
 
   alias SnakepitSidecar.SessionStore, as: Store
 
-  @quiet ["--log-level", "error"]
-
-  defp start_store(opts \\ []) do
-    opts = Keyword.merge([name: nil, sidecar_args: @quiet], opts)
-    start_supervised!({Store, opts}, id: make_ref())
-  end
+  @quiet quiet_args()
 
   describe "pipelining" do
     test "50 concurrent callers each get their own answers" do

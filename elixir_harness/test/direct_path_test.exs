@@ -7,12 +7,7 @@ defmodule SnakepitSidecar.DirectPathTest do
 
   alias SnakepitSidecar.SessionStore, as: Store
 
-  @quiet ["--log-level", "error"]
-
-  defp start_store(opts \\ []) do
-    opts = Keyword.merge([name: nil, sidecar_args: @quiet], opts)
-    start_supervised!({Store, opts}, id: make_ref())
-  end
+  @quiet quiet_args()
 
   defp direct_path(store), do: :persistent_term.get({SnakepitSidecar.Connection, store}, nil)
 

@@ -68,7 +68,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not result.ok:
             status = max(status, EXIT_MISMATCH)
         if not result.ok or not args.quiet:
-            print(format_result(result), flush=True)
+            # the report is this command's output (the replay tool is not the sidecar: its
+            # stdout carries no frames)
+            sys.stdout.write(format_result(result) + "\n")
+            sys.stdout.flush()
     return status
 
 

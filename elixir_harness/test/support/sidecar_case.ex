@@ -28,6 +28,20 @@ defmodule SnakepitSidecar.SidecarCase do
     end
   end
 
+  @doc "Sidecar arguments that keep its stderr quiet in tests."
+  @spec quiet_args() :: [String.t()]
+  def quiet_args, do: ["--log-level", "error"]
+
+  @doc """
+  Starts an unnamed store under the test's supervisor (so tests can run side by side), with
+  `opts` merged over `name: nil, sidecar_args: quiet_args()`.
+  """
+  @spec start_store(keyword()) :: pid()
+  def start_store(opts \\ []) do
+    opts = Keyword.merge([name: nil, sidecar_args: quiet_args()], opts)
+    ExUnit.Callbacks.start_supervised!({SnakepitSidecar.SessionStore, opts}, id: make_ref())
+  end
+
   @doc "A session id unique in this test run."
   @spec unique_id(String.t()) :: String.t()
   def unique_id(prefix \\ "s"), do: "#{prefix}_#{System.unique_integer([:positive])}"
