@@ -204,12 +204,6 @@ class ProtocolMachine:
             return events
         if self._eof:
             raise RuntimeError("data received after end of input")
-        if type(data) is bytes and not self._buffer and not self._skip_remaining:
-            # the common case: a chunk holding exactly one whole frame (a sequential caller)
-            size = len(data) - HEADER_BYTES
-            if size >= 0 and _unpack_header(data, 0)[0] == size and size <= self.max_frame_bytes:
-                events.append(self._frame_event(data[HEADER_BYTES:]))
-                return events
         with memoryview(data) as view:
             start = 0
             if self._skip_remaining:

@@ -141,9 +141,6 @@ class Sidecar:
         self._log_pending(out)
         return out
 
-    def _serve_call(self, call: Call, out: list[bytes]) -> None:
-        self._serve(call.id, call.function, call.args, out)
-
     def _serve(self, call_id: int, function: Atom, args: list, out: list[bytes]) -> None:
         """Run one call; append its log frames, telemetry frames and reply, in that order."""
         try:

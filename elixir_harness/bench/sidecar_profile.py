@@ -73,10 +73,10 @@ def time_whole(sidecar: Sidecar, op: str, size: int, calls_n: int) -> float:
 def time_phases(sidecar: Sidecar, op: str, size: int, calls_n: int) -> dict:
     bodies = [request(i, op, operation_args(op, size, i))[4:] for i in range(calls_n)]
     started = time.perf_counter()
-    decoded = [codec.decode(body) for body in bodies]
+    decoded = [codec.decode_call(body) for body in bodies]  # what the sidecar runs for a call
     decode_us = (time.perf_counter() - started) * 1e6 / calls_n
     started = time.perf_counter()
-    results = [calls.dispatch(sidecar.store, term[2], term[3])[0] for term in decoded]
+    results = [calls.dispatch(sidecar.store, function, args)[0] for _, function, args in decoded]
     dispatch_us = (time.perf_counter() - started) * 1e6 / calls_n
     started = time.perf_counter()
     for i, result in enumerate(results):
