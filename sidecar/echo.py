@@ -3,8 +3,11 @@
 Run as `python3 -m sidecar.echo` (or `python3 sidecar/echo.py`) behind
 `Port.open({:spawn_executable, python}, [:binary, {:packet, 4}, ...])`. What it does, exactly:
 
-1. `os.read(0, 1 MiB)`: one system call takes whatever stdin holds (up to 1 MiB), so frames that
-   arrived together are read together;
+1. `os.readv(0, [buffer])` into one 1 MiB buffer kept for the process's life: one system call
+   takes whatever stdin holds (up to 1 MiB), so frames that arrived together are read together,
+   and the bytes read are copied out (`os.read(0, 1 MiB)` would `mmap`, `mremap` and `munmap` a
+   fresh 1 MiB object on every call; the sidecar reads the same way, see
+   `sidecar.server.ChunkReader`);
 2. it walks the 4-byte big-endian length prefixes of what it holds and finds where the last
    *complete* frame ends;
 3. it writes every complete frame back, unchanged and with its prefix, in one `os.write(1, ...)`
@@ -46,9 +49,11 @@ def write_all(fd: int, data: memoryview) -> None:
 def echo(in_fd: int = 0, out_fd: int = 1) -> int:
     """Echoes complete frames from `in_fd` to `out_fd` until end of input; returns 0."""
     pending = b""
-    read = os.read
+    buffers = [bytearray(READ_CHUNK_BYTES)]
+    view = memoryview(buffers[0])
+    readv = os.readv
     while True:
-        chunk = read(in_fd, READ_CHUNK_BYTES)
+        chunk = view[: readv(in_fd, buffers)].tobytes()
         if not chunk:
             return 0
         pending = pending + chunk if pending else chunk

@@ -4,9 +4,10 @@ Two layers:
 
 * `Sidecar` holds the protocol machine, the store and the settings, and turns one chunk of
   input into the list of output frames it causes (no I/O, so it is easy to test);
-* `serve` is the thin loop around it: it blocks reading stdin in large chunks (why not an
-  event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
-  periodic cleanup on a timer thread, and returns as soon as stdin reaches end of file.
+* `serve` is the thin loop around it: it blocks reading stdin in large chunks into one buffer
+  it keeps (`ChunkReader`; why not an event loop: see `serve`), writes all frames one chunk
+  produced with a single write, runs the periodic cleanup on a timer thread, and returns as
+  soon as stdin reaches end of file.
 
 stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
 points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stream.
@@ -240,6 +241,28 @@ class Sidecar:
 # I/O
 
 
+class ChunkReader:
+    """Reads whatever one fd holds (up to `READ_CHUNK_BYTES`) into one buffer kept for the
+    process's life, and returns it as `bytes` of the size read.
+
+    Why not `os.read(fd, READ_CHUNK_BYTES)`: that allocates a 1 MiB object on every call, which
+    glibc serves with `mmap`, shrinks with `mremap` and returns with `munmap`, plus the page
+    faults of touching it. In a process with a second thread (the cleanup timer) each `munmap`
+    is also a TLB shoot-down to the other CPU. Under 16 callers that was about 10% of the
+    sidecar's CPU and ~13 µs per read; with the kept buffer a read costs the copy of the bytes
+    read (docs/benchmarks.md, "The sidecar's I/O loop").
+    """
+
+    def __init__(self, fd: int, size: int = READ_CHUNK_BYTES) -> None:
+        self.fd = fd
+        self._buffers = [bytearray(size)]
+        self._view = memoryview(self._buffers[0])
+
+    def read(self) -> bytes:
+        """The next chunk; `b""` at end of input. OSError propagates."""
+        return self._view[: os.readv(self.fd, self._buffers)].tobytes()
+
+
 class FrameWriter:
     """Writes batches of frames to one fd with one write each (retrying partial writes)."""
 
@@ -289,13 +312,14 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
                     return
                 writer.write(sidecar.run_cleanup())
 
+    reader = ChunkReader(in_fd)
     timer = threading.Thread(target=cleanup_timer, name="cleanup-timer", daemon=True)
     timer.start()
     interval = sidecar.cleanup_interval_ms
     try:
         while not writer.closed:
             try:
-                chunk = os.read(in_fd, READ_CHUNK_BYTES)
+                chunk = reader.read()
             except OSError as error:
                 log.warning("reading stdin failed (%s); treating it as end of input", error)
                 chunk = b""

@@ -384,3 +384,44 @@ def test_serve_leaves_no_timer_thread_behind():
     for fd in (in_read, out_read, out_write):
         os.close(fd)
     assert not any(t.name == "cleanup-timer" for t in threading.enumerate())
+
+
+# ---------------------------------------------------------------------------------------------
+# the reader
+
+
+def test_chunk_reader_returns_independent_bytes_of_what_was_read():
+    read_fd, write_fd = os.pipe()
+    reader = server.ChunkReader(read_fd, size=8)
+    try:
+        os.write(write_fd, b"abc")
+        first = reader.read()
+        os.write(write_fd, b"0123456789")  # more than the buffer holds: two reads
+        second, third = reader.read(), reader.read()
+        os.close(write_fd)
+        end = reader.read()
+    finally:
+        os.close(read_fd)
+    assert type(first) is bytes and first == b"abc"  # a copy: the next reads did not change it
+    assert (second, third) == (b"01234567", b"89")
+    assert end == b""
+
+
+def test_serve_handles_frames_split_across_reads():
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    data = b"".join(frame((CALL, i, Atom("ping"), [])) for i in range(3))
+    for byte in range(len(data)):  # one byte at a time: every frame arrives in pieces
+        os.write(in_write, data[byte : byte + 1])
+    os.close(in_write)
+    server.serve(server.Sidecar(SidecarOptions()), in_read, server.FrameWriter(out_write))
+    os.close(out_write)
+    output = os.read(out_read, 1 << 16)
+    os.close(in_read)
+    os.close(out_read)
+    terms, offset = [], 0
+    while offset < len(output):
+        (size,) = struct.unpack_from(">I", output, offset)
+        terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    assert terms == [(Atom("reply"), i, PONG) for i in range(3)]

@@ -3,7 +3,7 @@ defmodule Bench.Measure do
   Timing one benchmark cell against the floor, interleaved.
 
   The floor (the bare port round trip) is bimodal on small VMs: a burst of floor calls runs
-  either in a fast mode (~18 us/call on the VM of docs/benchmarks.md) or a slow one (~70 us), and
+  either in a fast mode (~7 us/call on the VM of docs/benchmarks.md) or a slow one (~75 us), and
   the mode changes while a run goes on. A cell timed in one mode and divided by a floor timed
   in the other gives a meaningless ratio. So every ratio comes from one interleaved
   measurement: `rounds` rounds of (a floor burst, then a burst of the cell), each burst lasting
@@ -96,7 +96,7 @@ defmodule Bench.Measure do
 
   @doc """
   Splits floor samples (µs per call) into the fast mode (within 2x of the fastest sample) and the
-  slow mode (the rest): `{fast, slow}`. The two modes are about 3.5x apart on the VM of
+  slow mode (the rest): `{fast, slow}`. The two modes are about 10x apart on the VM of
   docs/benchmarks.md, and bursts that straddle a mode change fall in between.
   """
   @spec modes([number()]) :: {[number()], [number()]}

@@ -4,8 +4,9 @@ defmodule Bench.OneCpu do
   `taskset -c 0` after the main pass).
 
   On the 2-vCPU VM of docs/benchmarks.md the floor is bimodal because of cross-CPU wake-ups, and
-  the sidecar lands in the slow mode much more often than the echo program, so the main pass's
-  sequential ratios mix the stack's own cost with the kernel's placement of each process. With
+  the kernel usually keeps the sidecar on the other vCPU from the BEAM's threads (the slow mode)
+  while the echo program shares theirs, so the main pass's sequential ratios mix the stack's own
+  cost with the kernel's placement of each process. With
   the BEAM confined to one CPU its port programs (the echo and the sidecar) inherit the affinity,
   every wake-up stays on that CPU and the floor is stable: this pass shows what the harness and
   the sidecar cost on their own. It measures, with the same interleaved method

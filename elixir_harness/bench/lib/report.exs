@@ -124,8 +124,9 @@ defmodule Bench.Report do
       "### The same calls with the BEAM and the sidecar on one CPU",
       "",
       "On this 2-vCPU VM a wake-up that crosses vCPUs goes through the hypervisor and costs tens of " <>
-        "µs, which makes the floor bimodal (about 19 or 70 µs per round trip), and the sidecar lands in " <>
-        "the slow mode much more often than the echo program does, so the sequential ratios above mix " <>
+        "µs, which makes the floor bimodal (about 7 or 75 µs per round trip), and the kernel usually " <>
+        "keeps the sidecar on the other vCPU from the BEAM's threads while the echo program shares " <>
+        "theirs (docs/benchmarks.md, \"Where each process runs\"), so the sequential ratios above mix " <>
         "what the stack costs with where the kernel placed each process. `scripts/bench` therefore also " <>
         "runs a short second program under `taskset -c 0` (`mix run bench/bench.exs --one-cpu`): the " <>
         "BEAM, the echo program and the sidecar (port programs inherit the affinity) share one vCPU, every " <>
