@@ -1028,6 +1028,33 @@ _CALL_HEADER_SHORT = bytes((VERSION, SMALL_TUPLE_EXT, 4)) + _CALL_ATOMS[0]  # OT
 _CALL_HEADER_LONG = bytes((VERSION, SMALL_TUPLE_EXT, 4)) + _CALL_ATOMS[2]  # OTP 25 and older
 
 
+# The read calls' arguments are not decoded again when the same bytes arrived before: a client
+# reading a variable in a loop sends the same `get_variable` arguments every time. Only the
+# calls of _MEMO_FUNCTIONS (reads by identifier; writes carry values that seldom repeat), only
+# argument lists of binaries and atoms (immutable), only up to _MEMO_KEY_BYTES of them, and the
+# table is emptied when it holds _MEMO_ENTRIES, so it stays under about a megabyte whatever
+# clients send. A hit returns a fresh list of the same immutable objects: what a decode gives.
+_MEMO_FUNCTIONS = frozenset(
+    Atom(name)
+    for name in ("get_variable", "get_variable_value", "has_variable", "get_session", "session_exists", "get_program", "get_global_program")
+)
+_MEMO_ENTRIES = 2048
+_MEMO_KEY_BYTES = 256
+_MEMO_ARG_TYPES = frozenset((str, bytes, Atom))
+_decoded_args: dict[bytes, tuple] = {}
+
+
+def _memo_args(key: bytes, args: list) -> None:
+    if len(key) > _MEMO_KEY_BYTES:
+        return
+    for arg in args:
+        if type(arg) not in _MEMO_ARG_TYPES:
+            return
+    if len(_decoded_args) >= _MEMO_ENTRIES:
+        _decoded_args.clear()
+    _decoded_args[key] = tuple(args)
+
+
 def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
     """`(id, function, args)` when `body` (one frame's ETF, bytes) is exactly a `{:call, id,
     function, args}` with a non-negative id, an Atom function (not nil/true/false) and a list
@@ -1071,6 +1098,12 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
             function = _learn_atom(body, i, end)
         if type(function) is not Atom:
             return None
+        key = None
+        if function in _MEMO_FUNCTIONS:
+            key = body[end:]
+            memo = _decoded_args.get(key)
+            if memo is not None:
+                return call_id, function, list(memo)
         if body[end] == LIST_EXT:
             args, i = _dec_args(body, end)
         else:
@@ -1079,6 +1112,8 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
         return None
     if type(args) is not list or i != len(body):
         return None
+    if key is not None:
+        _memo_args(key, args)
     return call_id, function, args
 
 

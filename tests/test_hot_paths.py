@@ -3,6 +3,8 @@
 * `codec.encode_tagged_frame` (replies, telemetry) writes `codec.encode_frame`'s bytes;
 * `codec.decode_call` and the one-frame chunk path of `ProtocolMachine.receive_data` give the
   events of the general path (whole `decode`, then the frame checks), malformed frames included;
+* a read call's arguments taken from `codec.decode_call`'s memo are what decoding them gives,
+  in a fresh list, and the memo stays bounded;
 * `codec._dec_args` (a call's flat argument list read inline) gives exactly `codec._dec`'s term
   (str vs bytes, atoms, nil/true/false, 1 vs 1.0, -0.0) or fails where `_dec` fails;
 * `ProtocolMachine.receive_call` and `Sidecar.handle_input`'s one-call chunk path answer as
@@ -423,6 +425,52 @@ def test_decode_call_with_flat_arguments_is_decode(call_id: int, args: bytes, fu
         assert strictly_equal(general, (A("call"), *fast))
     elif type(general[3]) is list:  # a well-formed call with a list of args takes the fast path
         raise AssertionError(f"decode_call missed {general!r}")
+
+
+@SETTINGS
+@given(call_bodies(), st.booleans())
+def test_decode_call_from_the_memo_is_decode(body: bytes, cold: bool) -> None:
+    if cold:
+        codec._decoded_args.clear()
+    first = codec.decode_call(body)
+    second = codec.decode_call(body)  # a memo hit when the first one was memoised
+    if first is None:
+        assert second is None
+        return
+    general = codec.decode(body)
+    assert strictly_equal(general, (A("call"), *first)) and strictly_equal(general, (A("call"), *second))
+    assert first[2] is not second[2]
+
+
+def test_read_calls_arguments_are_memoised_and_each_caller_gets_its_own_list() -> None:
+    codec._decoded_args.clear()
+    first = codec.decode_call(codec.encode((A("call"), 1, A("get_variable"), ["s1", A("v0")])))
+    assert len(codec._decoded_args) == 1
+    first[2].append("changed by the store")  # the memo holds a tuple: this cannot reach it
+    second = codec.decode_call(codec.encode((A("call"), 70_000, A("get_variable"), ["s1", A("v0")])))
+    assert second == (70_000, A("get_variable"), ["s1", A("v0")])
+    assert len(codec._decoded_args) == 1
+
+
+@pytest.mark.parametrize(
+    "function, args",
+    [
+        ("update_variable", ["s1", A("v0"), "a string value"]),  # a write
+        ("get_variable", ["s1", 5]),  # an argument that is not a binary or an atom
+        ("get_variable", ["s" * 300, A("v0")]),  # longer than the memo keeps
+    ],
+)
+def test_calls_the_memo_does_not_keep(function: str, args: list) -> None:
+    codec._decoded_args.clear()
+    assert codec.decode_call(codec.encode((A("call"), 1, A(function), args))) == (1, A(function), args)
+    assert codec._decoded_args == {}
+
+
+def test_the_memo_is_emptied_when_full() -> None:
+    codec._decoded_args.clear()
+    for n in range(codec._MEMO_ENTRIES + 10):
+        assert codec.decode_call(codec.encode((A("call"), n, A("get_variable"), [f"s{n}", A("v0")])))[2] == [f"s{n}", A("v0")]
+    assert 0 < len(codec._decoded_args) <= codec._MEMO_ENTRIES
 
 
 def test_decode_call_keeps_the_general_decoders_forms() -> None:
