@@ -1036,7 +1036,15 @@ _CALL_HEADER_LONG = bytes((VERSION, SMALL_TUPLE_EXT, 4)) + _CALL_ATOMS[2]  # OTP
 # clients send. A hit returns a fresh list of the same immutable objects: what a decode gives.
 _MEMO_FUNCTIONS = frozenset(
     Atom(name)
-    for name in ("get_variable", "get_variable_value", "has_variable", "get_session", "session_exists", "get_program", "get_global_program")
+    for name in (
+        "get_variable",
+        "get_variable_value",
+        "has_variable",
+        "get_session",
+        "session_exists",
+        "get_program",
+        "get_global_program",
+    )
 )
 _MEMO_ENTRIES = 2048
 _MEMO_KEY_BYTES = 256

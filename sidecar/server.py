@@ -247,10 +247,9 @@ class ChunkReader:
 
     Why not `os.read(fd, READ_CHUNK_BYTES)`: that allocates a 1 MiB object on every call, which
     glibc serves with `mmap`, shrinks with `mremap` and returns with `munmap`, plus the page
-    faults of touching it. In a process with a second thread (the cleanup timer) each `munmap`
-    is also a TLB shoot-down to the other CPU. Under 16 callers that was about 10% of the
-    sidecar's CPU and ~13 µs per read; with the kept buffer a read costs the copy of the bytes
-    read (docs/benchmarks.md, "The sidecar's I/O loop").
+    faults of touching it. Under 16 callers that (with the TLB flushes it causes) was about 10%
+    of the sidecar's CPU and ~13 µs per read; with the kept buffer a read costs the copy of the
+    bytes read (docs/benchmarks.md, "Reading stdin").
     """
 
     def __init__(self, fd: int, size: int = READ_CHUNK_BYTES) -> None:
