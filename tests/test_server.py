@@ -42,6 +42,16 @@ def raw_frame(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+def decode_frames(output: bytes) -> list:
+    """The terms of the `{:packet, 4}` frames `output` holds, in order."""
+    terms, offset = [], 0
+    while offset < len(output):
+        (size,) = struct.unpack_from(">I", output, offset)
+        terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    return terms
+
+
 # ---------------------------------------------------------------------------------------------
 # handshake
 
@@ -361,13 +371,7 @@ def test_serve_writes_the_frames_of_one_chunk_with_one_write(monkeypatch):
     os.close(in_read)
     os.close(out_read)
     assert len(writes) == 1 and writes[0] == output
-    terms = []
-    offset = 0
-    while offset < len(output):
-        (size,) = struct.unpack_from(">I", output, offset)
-        terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
-        offset += 4 + size
-    assert terms == [(Atom("reply"), i, PONG) for i in range(5)]
+    assert decode_frames(output) == [(Atom("reply"), i, PONG) for i in range(5)]
 
 
 def test_serve_leaves_no_timer_thread_behind():
@@ -419,9 +423,4 @@ def test_serve_handles_frames_split_across_reads():
     output = os.read(out_read, 1 << 16)
     os.close(in_read)
     os.close(out_read)
-    terms, offset = [], 0
-    while offset < len(output):
-        (size,) = struct.unpack_from(">I", output, offset)
-        terms.append(codec.decode(output[offset + 4 : offset + 4 + size]))
-        offset += 4 + size
-    assert terms == [(Atom("reply"), i, PONG) for i in range(3)]
+    assert decode_frames(output) == [(Atom("reply"), i, PONG) for i in range(3)]
