@@ -1,4 +1,5 @@
-"""The store's configuration: TTLs, cleanup interval, struct module atoms, test-call switch."""
+"""The store's configuration: TTLs, cleanup interval, struct module atoms, test-call switch,
+the variable form of the read calls."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class StoreConfig(BaseModel):
     session_struct: Atom = DEFAULT_SESSION_STRUCT
     variable_struct: Atom = DEFAULT_VARIABLE_STRUCT
     enable_test_calls: bool = False
+    compact_variables: bool = False
+    """Answer the variable-read calls with compact tuples (`structs.compact_variable`)."""
 
     @field_validator("session_struct", "variable_struct", mode="before")
     @classmethod

@@ -53,6 +53,7 @@ class HelloOptions(BaseModel):
     cleanup_interval: int | None = Field(None, ge=1)
     monotonic_time: int | None = None
     telemetry: bool | None = None
+    compact_variables: bool | None = None
 
     @field_validator("session_struct", "variable_struct", mode="before")
     @classmethod
@@ -188,6 +189,8 @@ class Sidecar:
             overrides["session_struct"] = options.session_struct
         if options.variable_struct is not None:
             overrides["variable_struct"] = options.variable_struct
+        if options.compact_variables is not None:
+            overrides["compact_variables"] = options.compact_variables
         if options.telemetry is not None:
             self.telemetry_enabled = options.telemetry
         self.config = self.config.model_copy(update=overrides)
@@ -197,13 +200,16 @@ class Sidecar:
 
     def welcome_info(self) -> dict:
         """The info map of `{:welcome, 1, info}`."""
-        return {
+        info = {
             Atom("implementation"): "snakepit_sidecar",
             Atom("version"): __version__,
             Atom("os_pid"): os.getpid(),
             Atom("max_frame_bytes"): self.protocol.max_frame_bytes,
             Atom("protocol_versions"): list(SUPPORTED_VERSIONS),
         }
+        if self.config.compact_variables:  # only then: a harness that never asked sees no change
+            info[Atom("compact_variables")] = True
+        return info
 
     # -- timer -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from . import types
 from .config import StoreConfig
 from .storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, StorageBackend, VariableRecord
 from .structs import (
+    encoded_compact_variable,
     encoded_variable,
     InvalidImport,
     InvalidSession,
@@ -136,6 +137,7 @@ class SessionStore:
         from .storage.memory import MemoryBackend
 
         self.config = config or StoreConfig()
+        self._compact = self.config.compact_variables
         self.clock = clock or Clock()
         self.backend: StorageBackend = backend if backend is not None else MemoryBackend()
         self._memory_probe = memory_probe
@@ -150,13 +152,14 @@ class SessionStore:
         Cached variable terms name the old struct module, so they are dropped when it changes."""
         struct_changed = config.variable_struct is not self.config.variable_struct
         self.config = config
+        self._compact = config.compact_variables
         self.clock = clock
         if struct_changed:
             for session_id in self.backend.session_ids():
                 session = self._session(session_id)
                 if session is not None:
                     for variable in self.backend.iter_variables(session):
-                        variable.rendered = None
+                        variable.forget_rendered()
 
     # helpers ------------------------------------------------------------------------------
 
@@ -164,6 +167,10 @@ class SessionStore:
         return render_session(session, self.config.session_struct, self.config.variable_struct)
 
     def _render_variable(self, variable: VariableRecord) -> Encoded:
+        """A variable as the variable-read calls answer with it: the struct, or the compact
+        tuple when the harness asked for it (`structs.compact_variable`)."""
+        if self._compact:
+            return encoded_compact_variable(variable, self.config.variable_struct)
         return encoded_variable(variable, self.config.variable_struct)
 
     def _session(self, session_id: Any) -> Optional[SessionRecord]:
@@ -479,7 +486,8 @@ class SessionStore:
         if variable is None:
             return NOT_FOUND, []
         self.backend.touch_session(session, self.clock.now())
-        rendered = variable.rendered  # encoded_variable's cache, read without the call
+        # _render_variable's caches, read without the call
+        rendered = variable.compact if self._compact else variable.rendered
         if rendered is None:
             rendered = self._render_variable(variable)
         return (OK, rendered), [(EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})]

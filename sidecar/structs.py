@@ -5,6 +5,12 @@ bytes are kept (as a `terms.Encoded`) in its record's `rendered` slot until the 
 (records clear it on every mutation). Rendered terms share the record's immutable maps: treat
 every rendered term as read-only.
 
+A variable also has a compact form, the one the variable-read calls answer with when the
+harness asked for it (`:compact_variables` in `:hello`, docs/protocol.md): the struct's values in
+a tuple led by the struct module, the default optimization status as `nil`. The harness turns it
+back into the struct; decoding it costs the BEAM about a quarter of decoding the struct (the
+struct's 16 key atoms are what cost). It is cached the same way, in the `compact` slot.
+
 Parsing is the boundary for terms coming back from Elixir: `parse_session` (put_session_if,
 validated like the original's `Session.validate`) and `parse_imported_variable`
 (import_variables, validated with pydantic before anything is imported).
@@ -89,6 +95,83 @@ def encoded_variable(variable: VariableRecord, variable_struct: Atom) -> Encoded
     if cached is None:
         cached = variable.rendered = Encoded(encode_body(render_variable(variable, variable_struct)))
     return cached
+
+
+def encoded_compact_variable(variable: VariableRecord, variable_struct: Atom) -> Encoded:
+    """`compact_variable`'s tuple, encoded once and cached on the record until it changes."""
+    cached = variable.compact
+    if cached is None:
+        cached = variable.compact = Encoded(encode_body(compact_variable(variable, variable_struct)))
+    return cached
+
+
+def compact_variable(variable: VariableRecord, variable_struct: Atom) -> tuple:
+    """`{module, id, name, type, value, constraints, metadata, version, created_at,
+    last_updated_at, optimization_status, access_rules}`: the struct's fields in their
+    declaration order, led by its module; an optimization status equal to the default one is
+    `nil` (a status is always a map, so `nil` is unambiguous)."""
+    status = variable.optimization_status
+    if status is NOT_OPTIMIZING or _is_default_status(status):
+        status = None
+    return (
+        variable_struct,
+        variable.id,
+        variable.name,
+        variable.type,
+        variable.value,
+        variable.constraints,
+        variable.metadata,
+        variable.version,
+        variable.created_at,
+        variable.last_updated_at,
+        status,
+        variable.access_rules,
+    )
+
+
+VARIABLE_FIELDS = (
+    A_ID,
+    A_NAME,
+    A_TYPE,
+    A_VALUE,
+    A_CONSTRAINTS,
+    A_METADATA,
+    A_VERSION,
+    A_CREATED_AT,
+    A_LAST_UPDATED_AT,
+    A_OPTIMIZATION_STATUS,
+    A_ACCESS_RULES,
+)
+"""The variable struct's fields, in the order of the compact tuple (after the module)."""
+
+
+def expand_compact_variable(term: Any) -> Optional[dict]:
+    """The struct a compact variable tuple stands for (as the harness's
+    `Protocol.expand_variables/2` builds it); None when `term` does not have the compact shape
+    (a 12-tuple led by an Elixir module atom)."""
+    if type(term) is not tuple or len(term) != 1 + len(VARIABLE_FIELDS):
+        return None
+    module = term[0]
+    if type(module) is not Atom or not module.name.startswith("Elixir."):
+        return None
+    struct = {A_STRUCT: module, **dict(zip(VARIABLE_FIELDS, term[1:]))}
+    if struct[A_OPTIMIZATION_STATUS] is None:
+        struct[A_OPTIMIZATION_STATUS] = NOT_OPTIMIZING
+    return struct
+
+
+def _is_default_status(status: Any) -> bool:
+    """Exactly the default status: the same four atom keys, each value the same object (`==`
+    would take `optimizing: 0` or `0.0` for `false`, and the harness would give back `false`)."""
+    if type(status) is not dict or len(status) != len(NOT_OPTIMIZING):
+        return False
+    for key, value in NOT_OPTIMIZING.items():
+        if status.get(key, _ABSENT) is not value:
+            return False
+    return True
+
+
+_ABSENT = object()
 
 
 def render_variable(variable: VariableRecord, variable_struct: Atom) -> dict:

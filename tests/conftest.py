@@ -1,5 +1,6 @@
-"""Shared fixtures: `client` runs every contract test in-process and, when the subprocess
-client (tests/client.py, `SubprocessClient`) is available, against a real sidecar process too.
+"""Shared fixtures: `client` runs every contract test in-process (answering with structs, and
+with compact variables expanded as the harness does) and, when the subprocess client
+(tests/client.py, `SubprocessClient`) is available, against a real sidecar process too.
 
 The subprocess sidecar is started once per test run and emptied between tests with the
 test-only `__reset__` call (starting a Python process per test would cost ~0.25 s each);
@@ -30,7 +31,7 @@ try:
 except Exception:  # not written yet, or broken: in-process only
     SubprocessClient = None  # type: ignore
 
-CLIENT_KINDS = ["inprocess"] + (["subprocess"] if SubprocessClient is not None else [])
+CLIENT_KINDS = ["inprocess", "compact"] + (["subprocess"] if SubprocessClient is not None else [])
 
 
 class _SharedSidecar:
@@ -68,8 +69,8 @@ def shared_sidecar() -> Iterator[_SharedSidecar]:
 
 @pytest.fixture(params=CLIENT_KINDS)
 def client(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "inprocess":
-        made = Client()
+    if request.param in ("inprocess", "compact"):
+        made = Client(compact_variables=request.param == "compact")
         yield made
         made.close()
     else:

@@ -97,4 +97,66 @@ defmodule SnakepitSidecar.ProtocolTest do
       assert Atom.to_string(atom) == name
     end
   end
+
+  describe "compact variables" do
+    @status %{optimizing: false, optimizer_id: nil, optimizer_pid: nil, started_at: nil}
+    @busy %{optimizing: true, optimizer_id: "o", optimizer_pid: nil, started_at: -5}
+
+    defp compact(name, status) do
+      {SnakepitSidecar.Variable, "var_#{name}_1", name, :float, 0.5, %{min: 0.0},
+       %{"source" => "elixir"}, 3, -9, -8, status, []}
+    end
+
+    defp struct_of(name, status) do
+      %SnakepitSidecar.Variable{
+        id: "var_#{name}_1",
+        name: name,
+        type: :float,
+        value: 0.5,
+        constraints: %{min: 0.0},
+        metadata: %{"source" => "elixir"},
+        version: 3,
+        created_at: -9,
+        last_updated_at: -8,
+        optimization_status: status || @status,
+        access_rules: []
+      }
+    end
+
+    test "get_variable's tuple becomes the struct; nil is the default optimization status" do
+      assert Protocol.expand_variables(:get_variable, {:ok, compact(:t, nil)}) ==
+               {:ok, struct_of(:t, nil)}
+
+      assert Protocol.expand_variables(:get_variable, {:ok, compact(:t, @busy)}) ==
+               {:ok, struct_of(:t, @busy)}
+    end
+
+    test "list_variables and get_variables expand every variable" do
+      assert Protocol.expand_variables(
+               :list_variables,
+               {:ok, [compact(:a, nil), compact(:b, @busy)]}
+             ) ==
+               {:ok, [struct_of(:a, nil), struct_of(:b, @busy)]}
+
+      found = %{"a" => compact(:a, nil), "b" => compact(:b, nil)}
+
+      assert Protocol.expand_variables(:get_variables, {:ok, %{found: found, missing: ["c"]}}) ==
+               {:ok,
+                %{found: %{"a" => struct_of(:a, nil), "b" => struct_of(:b, nil)}, missing: ["c"]}}
+    end
+
+    test "structs, errors and the results of other calls are left alone" do
+      struct = struct_of(:t, nil)
+      assert Protocol.expand_variables(:get_variable, {:ok, struct}) == {:ok, struct}
+
+      assert Protocol.expand_variables(:get_variable, {:error, :not_found}) ==
+               {:error, :not_found}
+
+      assert Protocol.expand_variables(:list_variables, {:ok, []}) == {:ok, []}
+      tuple = compact(:t, nil)
+      assert Protocol.expand_variables(:get_variable_value, {:ok, tuple}) == {:ok, tuple}
+      assert Protocol.expand_variables(:get_session, {:ok, tuple}) == {:ok, tuple}
+      assert Protocol.expand_variables(:get_variable, {:ok, {:a, :b}}) == {:ok, {:a, :b}}
+    end
+  end
 end

@@ -4,7 +4,8 @@
 else the first `Mismatch`: where it is (a path of steps from the frame down), the two sub-terms
 and a reason. Values a rule claims (rules.py) are checked by that rule; everything else must be
 strictly equal (1 != 1.0, true != 1, "a" != :a). Generated ids bind as they are met, map keys
-included, so a later frame using another id than the bound one is a mismatch.
+included, so a later frame using another id than the bound one is a mismatch. A compact variable
+in a reply (docs/protocol.md) is compared as the struct it stands for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 from sidecar.elixir_inspect import inspect, inspect_key, term_order_key
 from sidecar.replay.rules import ClockWindow, IdBindings, Rule, RuleContext, Where, default_rules, generated_id_parts
+from sidecar.structs import expand_compact_variable
 from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey, term_equal
 
 
@@ -110,6 +112,9 @@ def _sorted_keys(mapping: dict) -> list:
     return keys
 
 
+A_REPLY = Atom("reply")
+
+
 class Matcher:
     """Compares recorded frames with replayed ones; holds the id bindings across frames."""
 
@@ -138,6 +143,13 @@ class Matcher:
             if rule.applies(where, expected):
                 reason = rule.check(expected, actual, self.context)
                 return None if reason is None else Mismatch(list(steps), expected, actual, reason)
+        if type(expected) is tuple and type(actual) is tuple and where.frame_kind is A_REPLY:
+            # compact variables are compared as the structs they stand for, so the rules for
+            # struct fields (times, ids) apply to them as well
+            expected_struct = expand_compact_variable(expected)
+            actual_struct = None if expected_struct is None else expand_compact_variable(actual)
+            if actual_struct is not None:
+                return self._match_map(expected_struct, actual_struct, steps, where)
         if isinstance(expected, tuple) and type(expected) is tuple and type(actual) is tuple:
             return self._match_sequence(expected, actual, steps, where, "elem")
         if isinstance(expected, list) and type(actual) is list:

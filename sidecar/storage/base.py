@@ -38,7 +38,8 @@ EMPTY_LIST: list = []
 
 
 class VariableRecord:
-    """One variable. `rendered` caches its encoded struct (`terms.Encoded`); every mutation must clear it."""
+    """One variable. `rendered` and `compact` cache its encoded struct and its compact tuple
+    (`terms.Encoded`, see `structs`); every mutation must clear both (`forget_rendered`)."""
 
     __slots__ = (
         "id",
@@ -53,6 +54,7 @@ class VariableRecord:
         "optimization_status",
         "access_rules",
         "rendered",
+        "compact",
     )
 
     def __init__(
@@ -81,6 +83,7 @@ class VariableRecord:
         self.optimization_status = optimization_status
         self.access_rules = access_rules
         self.rendered: Any = None
+        self.compact: Any = None
 
     @property
     def optimizing(self) -> bool:
@@ -95,11 +98,15 @@ class VariableRecord:
         self.version += 1
         self.last_updated_at = updated_at
         self.metadata = metadata
-        self.rendered = None
+        self.rendered = self.compact = None
 
     def set_optimization_status(self, status: dict) -> None:
         self.optimization_status = status
-        self.rendered = None
+        self.rendered = self.compact = None
+
+    def forget_rendered(self) -> None:
+        """Drop the cached encodings (after a change they do not see, e.g. the struct module)."""
+        self.rendered = self.compact = None
 
 
 class SessionRecord:

@@ -37,7 +37,9 @@ defmodule SnakepitSidecar.Connection do
   `{:hello, 1, opts}` and waits (up to `:startup_timeout`) for `{:welcome, 1, info}` before it
   returns. `opts` carries the struct modules, the TTL defaults, the cleanup interval,
   `monotonic_time: System.monotonic_time(:second)` (so the sidecar's timestamps are on this
-  node's monotonic clock) and `telemetry:` (whether `:telemetry` is loaded). Start errors:
+  node's monotonic clock), `telemetry:` (whether `:telemetry` is loaded) and
+  `compact_variables: true` (`call/4` expands the compact variables,
+  `SnakepitSidecar.Protocol.expand_variables/2`). Start errors:
 
     * `{:error, {:python_not_found, python}}`
     * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome` (for example
@@ -136,6 +138,8 @@ defmodule SnakepitSidecar.Connection do
 
     case request(server, function, args, timeout) do
       {:reply, result} ->
+        result = Protocol.expand_variables(function, result)
+
         if started do
           Telemetry.emit(
             [:snakepit_sidecar, :call, :stop],
@@ -458,7 +462,8 @@ defmodule SnakepitSidecar.Connection do
       global_program_ttl: config.global_program_ttl,
       cleanup_interval: config.cleanup_interval,
       monotonic_time: System.monotonic_time(:second),
-      telemetry: telemetry?
+      telemetry: telemetry?,
+      compact_variables: true
     }
   end
 

@@ -14,6 +14,16 @@ defmodule SnakepitSidecar.Protocol do
   the error carries the id (`{:error, {:undecodable_reply, id}}`) so that the one caller waiting
   for it is told at once instead of timing out.
 
+  ## Compact variables
+
+  The harness says `compact_variables: true` in `:hello`, and the sidecar then answers
+  `get_variable`, `get_variables` and `list_variables` with each variable as a tuple,
+  `{module, id, name, type, value, constraints, metadata, version, created_at, last_updated_at,
+  optimization_status, access_rules}`, the default optimization status as `nil`.
+  `expand_variables/2` turns those back into the structs the contract returns, so callers
+  never see the tuples. Decoding the tuple costs the BEAM about a quarter of decoding the struct
+  (`docs/benchmarks.md`, "Compact variables").
+
   Frames are decoded without `[:safe]`. The sidecar is a child process of this node, not a
   network peer, and the only atoms it sends are the ones it was sent plus the fixed vocabulary
   of `docs/protocol.md` and the contract; with `[:safe]`, every atom the sidecar ever starts to
@@ -81,6 +91,52 @@ defmodule SnakepitSidecar.Protocol do
   end
 
   def decode(other), do: {:error, {:unexpected_frame, other}}
+
+  @doc """
+  The result of `function` with its compact variables (see "Compact variables") turned back into
+  structs. Results of other functions, errors and variables already in struct form are returned
+  unchanged.
+  """
+  @spec expand_variables(atom(), term()) :: term()
+  def expand_variables(:get_variable, {:ok, variable}), do: {:ok, expand_variable(variable)}
+
+  def expand_variables(:list_variables, {:ok, variables}) when is_list(variables),
+    do: {:ok, Enum.map(variables, &expand_variable/1)}
+
+  def expand_variables(:get_variables, {:ok, %{found: found} = result}) when is_map(found),
+    do: {:ok, %{result | found: Map.new(found, fn {key, var} -> {key, expand_variable(var)} end)}}
+
+  def expand_variables(_function, result), do: result
+
+  @default_optimization_status %{
+    optimizing: false,
+    optimizer_id: nil,
+    optimizer_pid: nil,
+    started_at: nil
+  }
+
+  defp expand_variable(
+         {module, id, name, type, value, constraints, metadata, version, created_at,
+          last_updated_at, optimization_status, access_rules}
+       )
+       when is_atom(module) do
+    %{
+      __struct__: module,
+      id: id,
+      name: name,
+      type: type,
+      value: value,
+      constraints: constraints,
+      metadata: metadata,
+      version: version,
+      created_at: created_at,
+      last_updated_at: last_updated_at,
+      optimization_status: optimization_status || @default_optimization_status,
+      access_rules: access_rules
+    }
+  end
+
+  defp expand_variable(other), do: other
 
   @doc """
   Reads the request id of a `{:reply, id, ...}` frame from its first bytes without decoding
