@@ -223,16 +223,32 @@ class ProtocolMachine:
             del buffer[:consumed]
         return events
 
-    def receive_call(self, data: bytes) -> tuple[int, Atom, list] | None:
-        """`(id, function, args)` when `data` is exactly one frame holding a well-formed call and
-        nothing is pending (the sequential caller's chunk): what `receive_data(data)` would
-        return as `[Call(id, function, args)]`, without building the event. None for anything
-        else, and then nothing was consumed: hand the same chunk to `receive_data`."""
-        if type(data) is bytes and not self._buffer and not self._skip_remaining and not self._eof:
-            size = len(data) - HEADER_BYTES
-            if size > 0 and _unpack_header(data, 0)[0] == size and size <= self.max_frame_bytes:
-                return _decode_call(data[HEADER_BYTES:])
-        return None
+    def receive_calls(self, data: bytes) -> tuple[list[tuple[int, Atom, list]], int]:
+        """`(calls, consumed)`: the call frames at the start of `data` as `(id, function, args)`,
+        and the bytes they took. What `receive_data(data)` would return for them as `Call`
+        events, without building the events (a chunk of 16 callers' requests is mostly calls).
+
+        Only when `data` is bytes and nothing is pending (no buffered bytes, no frame being
+        skipped, not after end of input); it stops before the first frame that is incomplete,
+        over the limit, or anything but a well-formed call. `data[consumed:]` has not been
+        consumed: hand it to `receive_data` (all of `data` when `consumed` is 0)."""
+        calls: list[tuple[int, Atom, list]] = []
+        if type(data) is not bytes or self._buffer or self._skip_remaining or self._eof:
+            return calls, 0
+        end = len(data)
+        limit = self.max_frame_bytes
+        offset = 0
+        while end - offset > HEADER_BYTES:
+            size = _unpack_header(data, offset)[0]
+            body_end = offset + HEADER_BYTES + size
+            if size > limit or body_end > end:
+                break
+            call = _decode_call(data[offset + HEADER_BYTES : body_end])
+            if call is None:
+                break
+            calls.append(call)
+            offset = body_end
+        return calls, offset
 
     def _parse(self, view: memoryview, offset: int, events: list[Event]) -> int:
         """Parse whole frames from `view[offset:]`; return the offset after the last one."""

@@ -119,16 +119,19 @@ class Sidecar:
     def handle_input(self, chunk: bytes) -> list[bytes]:
         """The frames answering every frame that `chunk` completes (`b""`: end of input)."""
         out: list[bytes] = []
-        call = self.protocol.receive_call(chunk)
-        if call is not None:  # the common chunk: exactly one call frame (a sequential caller)
-            try:
-                self._serve(call[0], call[1], call[2], out)
-            except Exception:  # as below
-                log.exception("failed to handle %r", Call(*call))
-            handler = self.log_handler
-            if handler is not None and handler.has_pending():
-                self._log_pending(out)
-            return out
+        calls_, consumed = self.protocol.receive_calls(chunk)
+        if calls_:  # the common chunk: nothing but calls (one per sequential caller's read)
+            for call_id, function, args in calls_:
+                try:
+                    self._serve(call_id, function, args, out)
+                except Exception:  # as below
+                    log.exception("failed to handle %r", Call(call_id, function, args))
+            if consumed == len(chunk):
+                handler = self.log_handler
+                if handler is not None and handler.has_pending():
+                    self._log_pending(out)
+                return out
+            chunk = chunk[consumed:]
         for event in self.protocol.receive_data(chunk):
             try:
                 if type(event) is Call:
@@ -192,7 +195,7 @@ class Sidecar:
         if options.compact_variables is not None:
             overrides["compact_variables"] = options.compact_variables
         if options.telemetry is not None:
-            self.telemetry_enabled = options.telemetry
+            self.telemetry_enabled = self.store.telemetry = options.telemetry
         self.config = self.config.model_copy(update=overrides)
         if options.monotonic_time is not None:
             self.clock = self._clock_factory(options.monotonic_time)

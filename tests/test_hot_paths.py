@@ -7,7 +7,7 @@
   in a fresh list, and the memo stays bounded;
 * `codec._dec_args` (a call's flat argument list read inline) gives exactly `codec._dec`'s term
   (str vs bytes, atoms, nil/true/false, 1 vs 1.0, -0.0) or fails where `_dec` fails;
-* `ProtocolMachine.receive_call` and `Sidecar.handle_input`'s one-call chunk path answer as
+* `ProtocolMachine.receive_calls` and `Sidecar.handle_input`'s chunk-of-calls path answer as
   `receive_data` and the per-event loop do;
 * `codec.encode_reply_frame` writes `codec.encode_frame`'s bytes;
 * the telemetry head cache never answers for an event list changed in place;
@@ -481,35 +481,50 @@ def test_decode_call_keeps_the_general_decoders_forms() -> None:
     assert strictly_equal((A("call"), *fast), codec.decode(body))
 
 
-# -- receive_call and the one-call chunk of handle_input ----------------------------------
+# -- receive_calls and the chunk-of-calls path of handle_input --------------------------
 
 
 @SETTINGS
-@given(st.lists(call_bodies(), min_size=1, max_size=3), st.integers(1, 64))
-def test_receive_call_is_receive_datas_call(bodies: list[bytes], max_frame_bytes: int) -> None:
+@given(st.lists(st.lists(call_bodies(), min_size=1, max_size=4), min_size=1, max_size=3), st.integers(1, 64), st.data())
+def test_receive_calls_then_receive_data_is_receive_data(chunks: list, max_frame_bytes: int, data: st.DataObject) -> None:
+    """Each chunk: several frames, maybe cut short at the end (the next read brings the rest)."""
     for limit in (max_frame_bytes, protocol.DEFAULT_MAX_FRAME_BYTES):
         fast, general = ProtocolMachine(limit), _GeneralMachine(limit)
-        for body in bodies:
-            call = fast.receive_call(_frame(body))
-            expected = general.receive_data(_frame(body))
-            if call is not None:
-                assert expected == [protocol.Call(*call)]
-            else:  # nothing consumed: the general path on the same machine
-                assert fast.receive_data(_frame(body)) == expected
+        stream = b"".join(_frame(body) for bodies in chunks for body in bodies)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=3)))
+        for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+            chunk = stream[start:stop]
+            if not chunk:
+                continue
+            calls, consumed = fast.receive_calls(chunk)
+            assert 0 <= consumed <= len(chunk)
+            got = [protocol.Call(*call) for call in calls]
+            if consumed < len(chunk):
+                got += fast.receive_data(chunk[consumed:])
+            assert got == general.receive_data(chunk)
         assert fast.receive_data(b"") == general.receive_data(b"")
 
 
-def test_receive_call_leaves_any_other_chunk_to_receive_data() -> None:
-    whole = _frame(codec.encode((A("call"), 7, A("ping"), [])))
+def test_receive_calls_takes_the_leading_calls_and_leaves_the_rest() -> None:
+    ping = _frame(codec.encode((A("call"), 7, A("ping"), [])))
+    hello = _frame(codec.encode((A("hello"), 1, {})))
+    assert ProtocolMachine().receive_calls(ping) == ([(7, A("ping"), [])], len(ping))
+    assert ProtocolMachine().receive_calls(ping + ping) == ([(7, A("ping"), [])] * 2, 2 * len(ping))
+    assert ProtocolMachine().receive_calls(ping + hello + ping) == ([(7, A("ping"), [])], len(ping))
+    assert ProtocolMachine().receive_calls(ping + ping[:6]) == ([(7, A("ping"), [])], len(ping))
+    assert ProtocolMachine().receive_calls(ping + _frame(b"")) == ([(7, A("ping"), [])], len(ping))
+    for chunk in (ping[:6], hello + ping, bytearray(ping), b"", ping[:4], _frame(b"") + ping):
+        assert ProtocolMachine().receive_calls(chunk) == ([], 0)
     machine = ProtocolMachine()
-    assert machine.receive_call(whole) == (7, A("ping"), [])
-    for chunk in (whole[:6], whole + whole, bytearray(whole), b"", whole[:4]):
-        assert ProtocolMachine().receive_call(chunk) is None
-    assert machine.receive_data(whole[:6]) == []
-    assert machine.receive_call(whole) is None  # something is buffered
+    assert machine.receive_data(ping[:6]) == []
+    assert machine.receive_calls(ping) == ([], 0)  # something is buffered
     assert machine.receive_data(b"") != []
-    assert machine.receive_call(whole) is None  # after end of input
-    assert ProtocolMachine(8).receive_call(whole) is None  # over the frame limit
+    assert machine.receive_calls(ping) == ([], 0)  # after end of input
+    assert ProtocolMachine(8).receive_calls(ping) == ([], 0)  # over the frame limit
+    assert ProtocolMachine(len(ping) - 4).receive_calls(ping + ping + _frame(b"x" * len(ping))) == (
+        [(7, A("ping"), [])] * 2,
+        2 * len(ping),
+    )
 
 
 class _GeneralSidecar:
@@ -519,7 +534,7 @@ class _GeneralSidecar:
         from sidecar.server import Sidecar
 
         sidecar = Sidecar(*args, **kwargs)
-        sidecar.protocol.receive_call = lambda data: None
+        sidecar.protocol.receive_calls = lambda data: ([], 0)
         return sidecar
 
 
@@ -541,7 +556,7 @@ sidecar_args = st.one_of(
     ),
     st.booleans(),
 )
-def test_handle_input_one_call_chunks_answer_as_the_event_loop(requests: list, telemetry: bool) -> None:
+def test_handle_input_chunks_of_calls_answer_as_the_event_loop(requests: list, telemetry: bool) -> None:
     import logging
 
     from sidecar.cli import SidecarOptions
@@ -557,12 +572,18 @@ def test_handle_input_one_call_chunks_answer_as_the_event_loop(requests: list, t
         return sidecar
 
     fast, general = build(Sidecar), build(_GeneralSidecar)
-    for call_id, function, args in requests:
-        chunk = codec.encode_frame((A("call"), call_id, A(function), args))
+    frames = [codec.encode_frame((A("call"), call_id, A(function), args)) for call_id, function, args in requests]
+    for chunk in frames:  # one call per chunk (sequential callers)
         assert fast.handle_input(chunk) == general.handle_input(chunk)
+    for size in (2, 3):  # several per chunk (concurrent callers), and a hello among them
+        for start in range(0, len(frames), size):
+            chunk = b"".join(frames[start : start + size])
+            if start == size:
+                chunk += codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})) + chunk
+            assert fast.handle_input(chunk) == general.handle_input(chunk)
 
 
-def test_a_failing_call_on_the_one_call_path_is_logged_and_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_call_on_the_chunk_of_calls_path_is_logged_and_answered(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
     from sidecar import server
@@ -623,3 +644,50 @@ def test_runners_call_the_stores_current_method_and_pass_defaults() -> None:
     assert calls.dispatch(store, A("get_variable"), ["s", 1]) == ((A("error"), (A("bad_argument"), A("get_variable"), 2, "atom or binary")), [])
     result, _ = calls.dispatch(store, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]])
     assert result[0] is A("ok")
+
+
+# -- the store's telemetry switch ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "function, args",
+    [
+        ("get_variable", ("s", "v")),
+        ("get_variable_value", ("s", "v")),
+        ("update_variable", ("s", "v", 2.5, {})),
+        ("update_variable", ("s", "v", 99.0, {})),  # a constraint violation still reports
+        ("get_variables", ("s", ["v", "nope"])),
+        ("has_variable", ("s", "v")),
+        ("get_variable", ("nope", "v")),
+    ],
+)
+def test_telemetry_off_skips_the_hot_calls_events_and_nothing_else(function: str, args: tuple) -> None:
+    from sidecar.config import StoreConfig
+    from sidecar.store import SessionStore
+
+    def store(telemetry: bool) -> SessionStore:
+        made = SessionStore(StoreConfig(), FakeClock(100))
+        made.create_session("s", {})
+        made.register_variable("s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10.0}})
+        made.telemetry = telemetry
+        return made
+
+    on, off = store(True), store(False)
+    result_on, events_on = getattr(on, function)(*args)
+    result_off, events_off = getattr(off, function)(*args)
+    assert strictly_equal(codec.decode(codec.encode(result_off)), codec.decode(codec.encode(result_on)))
+    kept = [event for event in events_on if event[0][-1] in (A("validation_failed"), A("constraint_violation"))]
+    assert list(events_off) == kept  # only the hot events are skipped
+    if function != "get_variable" or args[0] == "s":
+        assert events_on  # the switch had something to skip
+
+
+def test_hello_sets_the_stores_telemetry_switch() -> None:
+    from sidecar.cli import SidecarOptions
+    from sidecar.server import Sidecar
+
+    for telemetry in (False, True):
+        sidecar = Sidecar(SidecarOptions())
+        assert sidecar.store.telemetry is True
+        sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})))
+        assert sidecar.store.telemetry is telemetry and sidecar.telemetry_enabled is telemetry
