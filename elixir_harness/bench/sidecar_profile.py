@@ -3,7 +3,8 @@
     python3 elixir_harness/bench/sidecar_profile.py [--calls N] [--cprofile OP]
 
 Builds the sidecar's `Sidecar` object (what `sidecar.server` runs, minus the I/O loop and the
-pipes), says `:hello` with telemetry off (as the benchmark's harness does when `:telemetry` is not
+pipes), says `:hello` with compact variables on and telemetry off (as the benchmark's harness does: it
+always asks for compact variables, and turns telemetry off when `:telemetry` is not
 loaded), fills sessions of 1/10/100/1000 float variables like `bench/lib/workload.exs`, then for each
 operation times N calls fed one frame per `handle_input` chunk (as sequential callers arrive), and
 separately the three phases of a call: decoding the request frame, `calls.dispatch` (the store's
@@ -54,7 +55,7 @@ def operation_args(op: str, size: int, i: int) -> list:
 
 def build_sidecar(sizes: list[int]) -> Sidecar:
     sidecar = Sidecar(SidecarOptions())
-    sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): False})))
+    sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): False, A("compact_variables"): True})))
     for size in sizes:
         sidecar.handle_input(request(0, "create_session", [f"bench_{size}"]))
         frames = b"".join(request(0, "register_variable", [f"bench_{size}", A(f"v{k}"), A("float"), 0.0]) for k in range(size))
