@@ -64,12 +64,15 @@ A_DESCRIPTION = A("description")
 _EVENT_PREFIX = (A("snakepit"), A("session_store"))
 
 
+NO_EVENTS: tuple = ()
+"""What the hot calls return for events when nobody receives telemetry (`SessionStore.telemetry`)."""
+
+
 def _event_name(group: str, name: str) -> list:
     return [*_EVENT_PREFIX, A(group), A(name)]
 
 
 EV_REGISTERED = _event_name("variable", "registered")
-NO_EVENTS: tuple = ()
 EV_GET = _event_name("variable", "get")
 EV_UPDATED = _event_name("variable", "updated")
 EV_DELETED = _event_name("variable", "deleted")

@@ -22,7 +22,7 @@ defmodule SnakepitSidecar.Protocol do
   optimization_status, access_rules}`, the default optimization status as `nil`.
   `expand_variables/2` turns those back into the structs the contract returns, so callers
   never see the tuples. Decoding the tuple costs the BEAM about a quarter of decoding the struct
-  (`docs/benchmarks.md`, "Compact variables").
+  (`docs/benchmarks.md`, the fourth pass).
 
   Frames are decoded without `[:safe]`. The sidecar is a child process of this node, not a
   network peer, and the only atoms it sends are the ones it was sent plus the fixed vocabulary
