@@ -245,12 +245,8 @@ def _shared_if_empty(term: dict) -> dict:
 
 
 def _shared_status(status: dict) -> dict:
-    """Reuse the shared default optimization_status when equal to it (memory)."""
-    if status.get(Atom("optimizing")) is False and len(status) == 4 and all(
-        status.get(key, 0) is None for key in (Atom("optimizer_id"), Atom("optimizer_pid"), Atom("started_at"))
-    ):
-        return NOT_OPTIMIZING
-    return status
+    """Reuse the shared default optimization_status when it is exactly that (memory)."""
+    return NOT_OPTIMIZING if _is_default_status(status) else status
 
 
 def parse_variable_struct(vid: Any, term: Any, variable_struct: Atom) -> VariableRecord:
