@@ -1052,6 +1052,54 @@ _MEMO_ARG_TYPES = frozenset((str, bytes, Atom))
 _decoded_args: dict[bytes, tuple] = {}
 
 
+# A write's arguments differ from one call to the next in the value only: `update_variable`'s
+# session id and name are memoised the same way, keyed by the bytes before a last argument that
+# is a float or an integer of one of the two short encodings (the value, read from its fixed
+# offset at the end of the frame). ETF is self-delimiting, so bytes that once decoded as a list
+# header and exactly all but one of its elements do so every time: what follows them is the
+# last element and the list's end, and the value read there is what `_dec_args` would read.
+_PREFIX_MEMO_FUNCTIONS = frozenset((Atom("update_variable"),))
+_decoded_prefixes: dict[bytes, tuple] = {}
+
+
+def _scalar_tail(body: bytes) -> tuple[Any, int]:
+    """`(value, size)` when `body` ends in a float or short integer element and a NIL_EXT
+    (`size` bytes in all), as `_dec_args` would read them; `(None, 0)` otherwise."""
+    size = len(body)
+    if size > 10 and body[-1] == NIL_EXT:
+        if body[-10] == NEW_FLOAT_EXT:
+            value = _unpack_d(body, size - 9)[0]
+            if value - value == 0.0:  # finite, as `_dec_args` requires
+                return value, 10
+        elif body[-3] == SMALL_INTEGER_EXT:
+            return body[-2], 3
+        elif body[-6] == INTEGER_EXT:
+            return _unpack_i(body, size - 5)[0], 6
+    return None, 0
+
+
+def _memo_prefix(body: bytes, start: int, args: list) -> None:
+    """Keep the decoded leading arguments of `body[start:]` (a LIST_EXT whose decode gave
+    `args`) when its last element and end are a `_scalar_tail` and the bytes before it decode
+    as exactly the leading arguments (checked by decoding them as a list of their own)."""
+    value, size = _scalar_tail(body)
+    if not size or len(args) < 2 or type(args[-1]) is not type(value):
+        return
+    prefix = body[start:-size]
+    leading = args[:-1]
+    if len(prefix) > _MEMO_KEY_BYTES or any(type(arg) not in _MEMO_ARG_TYPES for arg in leading):
+        return
+    try:
+        alone, end = _dec_args(bytes((LIST_EXT,)) + _pack_I(len(leading)) + prefix[5:] + bytes((NIL_EXT,)), 0)
+    except Exception:
+        return
+    if end != len(prefix) + 1 or alone != leading or _unpack_I(prefix, 1)[0] != len(args):
+        return
+    if len(_decoded_prefixes) >= _MEMO_ENTRIES:
+        _decoded_prefixes.clear()
+    _decoded_prefixes[prefix] = tuple(leading)
+
+
 def _memo_args(key: bytes, args: list) -> None:
     if len(key) > _MEMO_KEY_BYTES:
         return
@@ -1112,6 +1160,12 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
             memo = _decoded_args.get(key)
             if memo is not None:
                 return call_id, function, list(memo)
+        elif function in _PREFIX_MEMO_FUNCTIONS:
+            value, size = _scalar_tail(body)
+            if size:
+                memo = _decoded_prefixes.get(body[end:-size])
+                if memo is not None:
+                    return call_id, function, [*memo, value]
         if body[end] == LIST_EXT:
             args, i = _dec_args(body, end)
         else:
@@ -1122,6 +1176,8 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
         return None
     if key is not None:
         _memo_args(key, args)
+    elif function in _PREFIX_MEMO_FUNCTIONS:
+        _memo_prefix(body, end, args)
     return call_id, function, args
 
 

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -121,11 +121,7 @@ class Sidecar:
         out: list[bytes] = []
         calls_, consumed = self.protocol.receive_calls(chunk)
         if calls_:  # the common chunk: nothing but calls (one per sequential caller's read)
-            for call_id, function, args in calls_:
-                try:
-                    self._serve(call_id, function, args, out)
-                except Exception:  # as below
-                    log.exception("failed to handle %r", Call(call_id, function, args))
+            self._serve(calls_, out)
             if consumed == len(chunk):
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
@@ -135,7 +131,7 @@ class Sidecar:
         for event in self.protocol.receive_data(chunk):
             try:
                 if type(event) is Call:
-                    self._serve(event.id, event.function, event.args, out)
+                    self._serve(((event.id, event.function, event.args),), out)
                 elif type(event) is Hello:
                     self._hello(event, out)
                 else:
@@ -146,19 +142,28 @@ class Sidecar:
         self._log_pending(out)
         return out
 
-    def _serve(self, call_id: int, function: Atom, args: list, out: list[bytes]) -> None:
-        """Run one call; append its log frames, telemetry frames and reply, in that order."""
-        try:
-            result, events = calls.dispatch(self.store, function, args)
-        except Exception as exc:
-            log.exception("call %s (id %d) failed", function.name, call_id)
-            result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
-        handler = self.log_handler
-        if handler is not None and handler.has_pending():
-            self._log_pending(out)
-        if self.telemetry_enabled and events:
-            self._telemetry(events, out)
-        out.append(self.protocol.reply(call_id, result))
+    def _serve(self, calls_: Sequence[tuple[int, Atom, list]], out: list[bytes]) -> None:
+        """Run `(id, function, args)` calls in order; for each, append its log frames, its
+        telemetry frames and its reply, in that order. A defect in one call is logged and the
+        next one is served."""
+        store = self.store
+        dispatch = calls.dispatch
+        reply = self.protocol.reply
+        for call_id, function, args in calls_:
+            try:
+                try:
+                    result, events = dispatch(store, function, args)
+                except Exception as exc:
+                    log.exception("call %s (id %d) failed", function.name, call_id)
+                    result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
+                handler = self.log_handler
+                if handler is not None and handler.has_pending():
+                    self._log_pending(out)
+                if events and self.telemetry_enabled:
+                    self._telemetry(events, out)
+                out.append(reply(call_id, result))
+            except Exception:  # a defect here must not stop the other frames of the chunk
+                log.exception("failed to handle %r", Call(call_id, function, args))
 
     def _telemetry(self, events: Any, out: list[bytes]) -> None:
         for event, measurements, metadata in events:

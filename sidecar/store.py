@@ -205,13 +205,7 @@ class SessionStore:
             key = name_key(ident)
             if key is None:
                 return None
-        backend = self.backend
-        variable = backend.get_variable(session, key)
-        if variable is None:
-            var_id = backend.indexed_variable_id(session, key)
-            if var_id is not None:
-                variable = backend.get_variable(session, var_id)
-        return variable
+        return self.backend.find_variable(session, key)
 
     def _new_variable_id(self, session: SessionRecord, key: str) -> str:
         """"var_<name>_<n>", n from a counter that also jumps past imported ids' numbers."""
@@ -238,12 +232,17 @@ class SessionStore:
             self._variable_numbers = itertools.count(number + 1)
 
     def _check_value(self, session_id: Any, type_atom: Atom, value: Any, constraints: dict, events: list) -> tuple[bool, Any]:
-        """Coerce and constraint-check; on rejection add its telemetry event and give the message."""
+        """Coerce and constraint-check; on rejection add its telemetry event and give the message.
+
+        An empty constraints map is not checked: no type's check can fail on one (and the
+        string check would count graphemes for nothing)."""
         try:
             coerced = types.coerce(type_atom, value)
         except types.ValidationFailed as rejected:
             events.append((EV_VALIDATION_FAILED, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_TYPE: type_atom}))
             return False, rejected.message
+        if type(constraints) is dict and not constraints:
+            return True, coerced
         try:
             types.check_constraints(type_atom, coerced, constraints)
         except types.ConstraintViolation as rejected:
@@ -520,6 +519,8 @@ class SessionStore:
         return (type(result) is tuple and result[0] is OK), events
 
     def _updated_metadata(self, variable: VariableRecord, given: dict) -> dict:
+        if not given:  # the common update (none given): what the general steps below give
+            return {**variable.metadata, "source": "elixir", "updated_at": self.clock.utc_iso8601()}
         source = given.get("source")
         if source is None or source is False:
             source = "elixir"
@@ -542,15 +543,17 @@ class SessionStore:
         the optimization lock check, as in the original."""
         variable = self._find_variable(session, ident)
         if variable is None:
-            return None, A("not_found"), None
-        try:
-            type_atom = self._variable_type(variable)
-        except types.UnknownType:
-            return None, (A("unknown_type"), variable.type), None
+            return None, NOT_FOUND[1], None
+        type_atom = variable.type
+        if type_atom not in types.TYPE_ATOMS:  # e.g. "float", put back through update_session
+            try:
+                type_atom = self._variable_type(variable)
+            except types.UnknownType:
+                return None, (A("unknown_type"), variable.type), None
         accepted, checked = self._check_value(session.id, type_atom, value, variable.constraints, events)
         if not accepted:
             return None, checked, None
-        if variable.optimizing:
+        if variable.optimization_status is not NOT_OPTIMIZING and variable.optimizing:
             return None, LOCKED[1], None
         return variable, checked, type_atom
 
@@ -558,6 +561,10 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
+        if not metadata:
+            answer = self._plain_update(session, ident, value)
+            if answer is not None:
+                return answer
         events: list = []
         variable, checked, type_atom = self._validate_update(session, ident, value, events)
         if variable is None:
@@ -566,6 +573,42 @@ class SessionStore:
         self._apply_update(session, variable, checked, metadata or EMPTY_MAP, now, events, type_atom)
         self._changed(session, now)
         return OK, events
+
+    def _plain_update(self, session: SessionRecord, ident: Any, value: Any) -> Optional[Result]:
+        """The common update_variable, steps inlined: a variable found by its name or id whose
+        type is one of the eight atoms, with no constraints, not being optimized, no metadata
+        given, and a value its type accepts. None for anything else (the general path then
+        decides, its telemetry events included). Same result, events and records as
+        `_validate_update` + `_apply_update` (tests/test_hot_paths.py)."""
+        kind = type(ident)
+        if kind is Atom:
+            variable = self.backend.find_variable(session, ident.name)
+        elif kind is str:
+            variable = self.backend.find_variable(session, ident)
+        else:
+            return None
+        if variable is None or variable.optimization_status is not NOT_OPTIMIZING:
+            return None
+        constraints = variable.constraints
+        if constraints or type(constraints) is not dict:  # something to check: the general path
+            return None
+        type_atom = variable.type
+        coercer = types.COERCERS_BY_ATOM.get(type_atom) if type(type_atom) is Atom else None
+        if coercer is None:
+            return None
+        try:
+            checked = coercer(value)
+        except types.ValidationFailed:
+            return None
+        clock = self.clock
+        now = clock.now()
+        variable.set_value(checked, now, {**variable.metadata, "source": "elixir", "updated_at": clock.utc_iso8601()})
+        self.backend.save_variable(session, variable)
+        session.total_variable_updates += 1
+        self._changed(session, now)
+        if not self.telemetry:
+            return OK, NO_EVENTS
+        return OK, [(EV_UPDATED, {A_COUNT: 1, A_VERSION: variable.version}, {A_SESSION_ID: session.id, A_TYPE: type_atom})]
 
     def update_variables(self, session_id: Any, updates: dict, options: Optional[dict] = None) -> Result:
         options = options or {}

@@ -56,6 +56,8 @@ from sidecar.terms import Atom, ImproperList, term_equal
 
 __all__ = [
     "TYPE_NAMES",
+    "TYPE_ATOMS",
+    "COERCERS_BY_ATOM",
     "ValueRejected",
     "ValidationFailed",
     "ConstraintViolation",
@@ -83,7 +85,8 @@ TYPE_NAMES: tuple[str, ...] = (
     "tensor",
 )
 _TYPE_ATOMS: dict[str, Atom] = {name: Atom(name) for name in TYPE_NAMES}
-_TYPE_ATOM_SET = frozenset(_TYPE_ATOMS.values())
+TYPE_ATOMS: frozenset = frozenset(_TYPE_ATOMS.values())
+"""The eight type atoms (`variable.type in TYPE_ATOMS`: already resolved, no call needed)."""
 
 INFINITY = Atom("infinity")
 NEGATIVE_INFINITY = Atom("negative_infinity")
@@ -200,7 +203,7 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 def resolve_type(type_term: Any) -> Atom:
     """The type atom for `:float` or `"float"` (and the other seven); else raise UnknownType."""
-    if type(type_term) is Atom and type_term in _TYPE_ATOM_SET:
+    if type(type_term) is Atom and type_term in TYPE_ATOMS:
         return type_term
     if isinstance(type_term, Atom) and type_term.name in _TYPE_ATOMS:
         return type_term
@@ -360,7 +363,7 @@ def coerce(type_atom: Any, value: Any) -> Any:
     `type_atom` may also be the type's string form; an unknown type raises UnknownType.
     """
     if type(type_atom) is Atom:
-        coercer = _COERCERS_BY_ATOM.get(type_atom)
+        coercer = COERCERS_BY_ATOM.get(type_atom)
         if coercer is not None:
             return coercer(value)
     return _COERCERS[resolve_type(type_atom).name](value)
@@ -496,7 +499,7 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
     if type(constraints) is dict and type(type_atom) is Atom:  # the common case, same steps
         checker = _CHECKERS_BY_ATOM.get(type_atom)
         if checker is not None:
-            checker(_COERCERS_BY_ATOM[type_atom](value), constraints)
+            checker(COERCERS_BY_ATOM[type_atom](value), constraints)
             return
     type_atom = resolve_type(type_atom)
     if constraints is None:
@@ -509,7 +512,8 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
     _CHECKERS[type_atom.name](coerced, constraints)
 
 
-_COERCERS_BY_ATOM: dict[Atom, Callable[[Any], Any]] = {_TYPE_ATOMS[name]: fn for name, fn in _COERCERS.items()}
+COERCERS_BY_ATOM: dict[Atom, Callable[[Any], Any]] = {_TYPE_ATOMS[name]: fn for name, fn in _COERCERS.items()}
+"""Type atom -> its coercer (`coerce(type_atom, value)` for a type atom, without the call)."""
 _CHECKERS_BY_ATOM: dict[Atom, Callable[[Any, dict], None]] = {_TYPE_ATOMS[name]: fn for name, fn in _CHECKERS.items()}
 
 

@@ -8,9 +8,10 @@ import logging
 import pytest
 
 from inprocess_client import Client
-from sidecar import calls, types
+from sidecar import calls
 from sidecar.clock import Clock, FakeClock
 from sidecar.config import StoreConfig
+from sidecar.storage.memory import MemoryBackend
 from sidecar.store import SessionStore
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
@@ -167,7 +168,7 @@ def test_a_defect_becomes_internal_error_and_leaves_the_store_as_it_was(monkeypa
     def broken(*_args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(types, "check_constraints", broken)
+    monkeypatch.setattr(MemoryBackend, "find_variable", broken)
     with caplog.at_level(logging.ERROR, logger="sidecar.calls"):
         result = client.call("update_variable", "s1", "t", 0.7)
     assert result[0] is ERROR and result[1][0] is A("internal_error")

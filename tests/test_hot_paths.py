@@ -473,6 +473,106 @@ def test_the_memo_is_emptied_when_full() -> None:
     assert 0 < len(codec._decoded_args) <= codec._MEMO_ENTRIES
 
 
+# -- the leading arguments of update_variable (codec._decoded_prefixes) ------------------
+
+update_values = st.one_of(floats, st.integers(0, 255), st.integers(-(2**31), 2**31 - 1), st.integers(), scalar_args)
+
+
+def _update_body(draw: Any, call_id: int, leading: list, value: Any, tag: int) -> bytes:
+    items = [*leading, value]
+    args = b"l" + len(items).to_bytes(4, "big") + b"".join(_scalar_bytes(draw, item) for item in items) + b"j"
+    return _call_body(codec.encode(call_id)[1:], _atom_bytes("update_variable", tag), args, tag)
+
+
+@SETTINGS
+@given(st.lists(scalar_args, min_size=1, max_size=3), st.lists(update_values, min_size=1, max_size=4), st.booleans(), call_atom_tags, st.data())
+def test_update_calls_from_the_prefix_memo_are_decode(leading: list, values: list, cold: bool, tag: int, data: st.DataObject) -> None:
+    """The same leading arguments with one value after another (the memo's case), any atom
+    encoding, values of every scalar kind: each call decodes as `decode` does."""
+    if cold:
+        codec._decoded_prefixes.clear()
+    for call_id, value in enumerate(values):
+        body = _update_body(data.draw, call_id, leading, value, tag)
+        fast = codec.decode_call(body)
+        try:
+            general = codec.decode(body)
+        except codec.DecodeError:  # e.g. a long atom's UTF-8 bytes under a Latin-1 tag
+            assert fast is None and codec.decode_call(body) is None
+            continue
+        assert fast is not None and strictly_equal(general, (A("call"), *fast))
+        assert strictly_equal(codec.decode_call(body), fast)  # again: from the memo when kept
+    assert len(codec._decoded_prefixes) <= codec._MEMO_ENTRIES
+
+
+def _prefix_of(body: bytes, tail_size: int) -> bytes:
+    return body[len(_call_body(b"a\x01", _atom_bytes("update_variable", 119), b"")) : -tail_size]
+
+
+def test_update_variables_leading_arguments_are_memoised_and_read_from_the_memo() -> None:
+    codec._decoded_prefixes.clear()
+    first = codec.encode((A("call"), 1, A("update_variable"), ["s1", A("v0"), 1.5]))
+    assert codec.decode_call(first) == (1, A("update_variable"), ["s1", A("v0"), 1.5])
+    prefix = _prefix_of(first, 10)
+    assert codec._decoded_prefixes == {prefix: ("s1", A("v0"))}
+    # a float, a small and a 32-bit integer after the same bytes: one entry serves them all
+    for call_id, value in ((2, -0.0), (3, 7), (4, -70_000), (300, 2.5e300)):
+        body = codec.encode((A("call"), call_id, A("update_variable"), ["s1", A("v0"), value]))
+        assert strictly_equal(codec.decode_call(body), (call_id, A("update_variable"), ["s1", A("v0"), value]))
+    assert len(codec._decoded_prefixes) == 1
+    # the hit path really answers from the entry (planted here: decode would say "s1")
+    codec._decoded_prefixes[prefix] = ("planted", A("v0"))
+    assert codec.decode_call(first) == (1, A("update_variable"), ["planted", A("v0"), 1.5])
+    codec._decoded_prefixes.clear()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["s1", A("v0"), "a string value"],  # a last argument of no fixed size
+        ["s1", A("v0"), True],
+        ["s1", A("v0"), 2**40],  # a big integer
+        ["s1", 5, 1.5],  # a leading argument that is not a binary or an atom
+        ["s" * 300, A("v0"), 1.5],  # longer than the memo keeps
+        ["s1", A("v0"), 1.5, {}],  # metadata last
+        [1.5],  # nothing before the value
+    ],
+)
+def test_update_calls_the_prefix_memo_does_not_keep(args: list) -> None:
+    codec._decoded_prefixes.clear()
+    body = codec.encode((A("call"), 1, A("update_variable"), args))
+    assert strictly_equal(codec.decode_call(body), (1, A("update_variable"), args))
+    assert codec._decoded_prefixes == {}
+
+
+def test_a_tail_that_only_looks_like_a_value_is_not_memoised() -> None:
+    """Bytes ending as a short integer would, but read otherwise: a SMALL_BIG_EXT whose first
+    digit byte is 97 (`a`), and a binary whose last nine bytes look like a float."""
+    codec._decoded_prefixes.clear()
+    big = _call_body(b"a\x01", _atom_bytes("update_variable", 119), b"l\x00\x00\x00\x03m\x00\x00\x00\x02s1w\x02v0n\x02\x00a\x01j")
+    assert codec.decode(big)[3] == ["s1", A("v0"), 97 + 256]
+    floaty = codec.encode((A("call"), 1, A("update_variable"), ["s1", b"F" + bytes(8)]))
+    for body in (big, floaty, big, floaty):
+        assert strictly_equal((A("call"), *codec.decode_call(body)), codec.decode(body))
+    assert codec._decoded_prefixes == {}
+
+
+def test_a_non_finite_value_after_memoised_arguments_is_refused_as_decode_refuses_it() -> None:
+    codec._decoded_prefixes.clear()
+    good = codec.encode((A("call"), 1, A("update_variable"), ["s1", A("v0"), 1.5]))
+    assert codec.decode_call(good) is not None and codec._decoded_prefixes
+    infinite = good[:-9] + b"\x7f\xf0" + bytes(6) + b"j"
+    assert codec.decode_call(infinite) is None
+    with pytest.raises(codec.DecodeError):
+        codec.decode(infinite)
+
+
+def test_the_prefix_memo_is_emptied_when_full() -> None:
+    codec._decoded_prefixes.clear()
+    for n in range(codec._MEMO_ENTRIES + 10):
+        assert codec.decode_call(codec.encode((A("call"), n, A("update_variable"), [f"s{n}", A("v0"), 0.5])))[2] == [f"s{n}", A("v0"), 0.5]
+    assert 0 < len(codec._decoded_prefixes) <= codec._MEMO_ENTRIES
+
+
 def test_decode_call_keeps_the_general_decoders_forms() -> None:
     args = [b"\xff", "é", A("v0"), None, True, False, 7, 300, -5, 0.5, -0.0, [1], {A("a"): 1}]
     body = codec.encode((A("call"), 9, A("update_variable"), args))
@@ -691,3 +791,129 @@ def test_hello_sets_the_stores_telemetry_switch() -> None:
         assert sidecar.store.telemetry is True
         sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})))
         assert sidecar.store.telemetry is telemetry and sidecar.telemetry_enabled is telemetry
+
+
+# -- the plain update (SessionStore._plain_update) ----------------------------------------
+
+_VARIABLE_KINDS = [  # (type, first value, constraints): all eight types, with and without constraints
+    (A("float"), 0.5, {}),
+    (A("float"), 0.5, {A("min"): 0, A("max"): 10}),
+    (A("integer"), 3, {}),
+    (A("string"), "word", {}),
+    (A("string"), "word", {A("max_length"): 5}),
+    (A("boolean"), False, {}),
+    (A("choice"), "a", {}),
+    (A("module"), A("Elixir.Mod"), {}),
+    (A("embedding"), [0.5, 1.0], {}),
+    (A("tensor"), {"shape": [2], "data": [1.0, 2.0]}, {}),
+]
+update_values_for_store = st.one_of(
+    st.sampled_from([1.5, 7, -0.0, 99.0, True, False, None, "word", "longer words", A("a"), A("Elixir.Mod"), [0.5], [1, 2]]),
+    st.just({"shape": [2], "data": [3.0, 4.0]}),
+    terms,
+)
+
+
+def _plain_update_store(telemetry: bool, optimizing: frozenset, string_typed: frozenset) -> SessionStore:
+    store = SessionStore(StoreConfig(), FakeClock(100))
+    store.telemetry = telemetry
+    store.create_session("s", {})
+    for n, (type_atom, value, constraints) in enumerate(_VARIABLE_KINDS):
+        result, _ = store.register_variable("s", A(f"v{n}"), type_atom, value, {A("constraints"): constraints})
+        assert result[0] is A("ok"), result
+        if n in optimizing:
+            store.start_optimization("s", A(f"v{n}"), "opt", None)
+        if n in string_typed:  # as a struct put back through update_session may hold it
+            store.backend.find_variable(store.backend.get_session("s"), f"v{n}").type = type_atom.name
+    return store
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, len(_VARIABLE_KINDS) - 1).map(lambda n: A(f"v{n}")), st.sampled_from(["v0", "v2", "nope", A("nope"), "var_v0_1", 5])),
+            update_values_for_store,
+            st.sampled_from([None, {}, {"source": A("python")}, {"note": 1}]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+    st.frozensets(st.integers(0, len(_VARIABLE_KINDS) - 1), max_size=2),
+    st.frozensets(st.integers(0, len(_VARIABLE_KINDS) - 1), max_size=2),
+)
+def test_plain_update_answers_as_the_general_update(updates: list, telemetry: bool, optimizing: frozenset, string_typed: frozenset) -> None:
+    """Same results, events and stored session (every variable, version, metadata and stat)
+    with the inlined path as with the general one alone, update after update."""
+    fast = _plain_update_store(telemetry, optimizing, string_typed)
+    general = _plain_update_store(telemetry, optimizing, string_typed)
+    general._plain_update = lambda *args: None  # type: ignore[method-assign]
+    for ident, value, metadata in updates:
+        got, got_events = fast.update_variable("s", ident, value, metadata)
+        want, want_events = general.update_variable("s", ident, value, metadata)
+        assert codec.encode(got) == codec.encode(want)
+        assert codec.encode(list(got_events)) == codec.encode(list(want_events))
+        assert codec.encode(fast.fetch_session_for_update("s")[0]) == codec.encode(general.fetch_session_for_update("s")[0])
+
+
+def test_plain_update_takes_the_common_update_and_leaves_the_rest() -> None:
+    store = _plain_update_store(True, frozenset({5}), frozenset({2}))
+    session = store.backend.get_session("s")
+    updates, revision = session.total_variable_updates, session.revision
+    assert store._plain_update(session, A("v0"), 2.5) == (A("ok"), [(
+        [A("snakepit"), A("session_store"), A("variable"), A("updated")],
+        {A("count"): 1, A("version"): 1},
+        {A("session_id"): "s", A("type"): A("float")},
+    )])
+    variable = store.backend.find_variable(session, "v0")
+    assert variable.value == 2.5 and variable.metadata["source"] == "elixir" and "updated_at" in variable.metadata
+    assert store.update_variable("s", A("v0"), 3.5, {"source": A("python"), "note": 1})[0] is A("ok")
+    assert variable.metadata["source"] == "python" and variable.metadata["note"] == 1
+    assert store._plain_update(session, A("v0"), 4.5)[0] is A("ok")
+    assert variable.metadata["source"] == "elixir" and variable.metadata["note"] == 1  # as the general merge
+    assert store._plain_update(session, "v3", "text")[0] is A("ok")  # by name as a binary
+    assert store._plain_update(session, variable.id, 3)[0] is A("ok") and variable.value == 3.0  # by id, coerced
+    assert variable.version == 4 and session.total_variable_updates == updates + 5 and session.revision == revision + 5
+    for ident, value in ((A("v0"), "not a float"), (A("v1"), 2.0), (A("v2"), 4), (A("v5"), True), (A("nope"), 1.0), (5, 1.0)):
+        # refused, constraints, a type held as a string, optimizing, not found, not an identifier
+        assert store._plain_update(session, ident, value) is None
+
+
+@SETTINGS
+@given(st.sampled_from(sorted(types.TYPE_ATOMS, key=lambda a: a.name)), update_values_for_store)
+def test_an_empty_constraints_map_never_fails_a_value_its_type_accepts(type_atom: Atom, value: Any) -> None:
+    """Why `_check_value` and the plain update skip the constraint check on `%{}`."""
+    try:
+        coerced = types.coerce(type_atom, value)
+    except types.ValidationFailed:
+        return
+    types.check_constraints(type_atom, coerced, {})
+
+
+@SETTINGS
+@given(st.dictionaries(st.one_of(strings, atoms), st.one_of(st.none(), ints, strings), max_size=4))
+def test_updated_metadata_without_given_metadata_is_the_general_merge(metadata: dict) -> None:
+    from sidecar.storage.base import VariableRecord
+
+    store = SessionStore(StoreConfig(), FakeClock(100))
+    variable = VariableRecord("var_x_1", A("x"), A("float"), 1.0, metadata=metadata)
+    shortcut = store._updated_metadata(variable, {})
+    general = store._updated_metadata(variable, {"source": None})  # the general branch, same meaning
+    assert list(shortcut.items()) == list(general.items())
+
+
+def test_memory_backend_finds_a_variable_by_id_first_then_by_name() -> None:
+    from sidecar.storage.base import SessionRecord, VariableRecord
+    from sidecar.storage.memory import MemoryBackend
+
+    backend = MemoryBackend()
+    session = SessionRecord("s", 0, 0, 3600)
+    named = VariableRecord("var_a_1", A("a"), A("float"), 1.0)
+    tricky = VariableRecord("a", A("b"), A("float"), 2.0)  # an id that is another's name
+    backend.put_variable(session, named, "a")
+    backend.put_variable(session, tricky, "b")
+    assert backend.find_variable(session, "var_a_1") is named
+    assert backend.find_variable(session, "a") is tricky  # the id wins
+    assert backend.find_variable(session, "b") is tricky
+    assert backend.find_variable(session, "c") is None

@@ -203,6 +203,11 @@ class StorageBackend(Protocol):
     def get_variable(self, session: SessionRecord, variable_id: Any) -> Optional[VariableRecord]:
         """The variable with this id, or None. O(1)."""
 
+    def find_variable(self, session: SessionRecord, key: Any) -> Optional[VariableRecord]:
+        """The variable whose id is `key`, else the one the name index points `key` at, else
+        None: `get_variable(session, key)`, then `get_variable(session, indexed_variable_id(
+        session, key))`, in one operation (every per-variable call starts with it). O(1)."""
+
     def indexed_variable_id(self, session: SessionRecord, name_key: Any) -> Optional[str]:
         """The id the name index points `name_key` at, or None. O(1)."""
 

@@ -56,6 +56,14 @@ class MemoryBackend:
     def get_variable(self, session: SessionRecord, variable_id: Any) -> Optional[VariableRecord]:
         return session.variables.get(variable_id)
 
+    def find_variable(self, session: SessionRecord, key: Any) -> Optional[VariableRecord]:
+        variable = session.variables.get(key)
+        if variable is None:
+            var_id = session.variable_index.get(key)
+            if var_id is not None:
+                variable = session.variables.get(var_id)
+        return variable
+
     def indexed_variable_id(self, session: SessionRecord, name_key: Any) -> Optional[str]:
         return session.variable_index.get(name_key)
 
