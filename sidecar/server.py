@@ -4,10 +4,10 @@ Two layers:
 
 * `Sidecar` holds the protocol machine, the store and the settings, and turns one chunk of
   input into the list of output frames it causes (no I/O, so it is easy to test);
-* `serve` is the thin loop around it: it blocks reading stdin in large chunks into one buffer
-  it keeps (`ChunkReader`; why not an event loop: see `serve`), writes all frames one chunk
-  produced with a single write, runs the periodic cleanup on a timer thread, and returns as
-  soon as stdin reaches end of file.
+* `serve` is the thin loop around it: it reads stdin in large chunks into one buffer it keeps
+  (`ChunkReader`: polling for up to `--spin-us` after each chunk, then blocking; why not an
+  event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
+  periodic cleanup on a timer thread, and returns as soon as stdin reaches end of file.
 
 stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
 points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stream.
@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -264,16 +265,62 @@ class ChunkReader:
     faults of touching it. Under 16 callers that (with the TLB flushes it causes) was about 10%
     of the sidecar's CPU and ~13 µs per read; with the kept buffer a read costs the copy of the
     bytes read (docs/benchmarks.md, "Reading stdin").
+
+    Spinning (`spin_us` > 0): the fd is made non-blocking, and `read` polls it (yielding the CPU
+    between tries) for up to `spin_us` microseconds before it blocks. On a VM whose idle vCPUs
+    halt, a process blocked in `read` on the vCPU the BEAM is not on is woken through the
+    hypervisor, tens of µs per request; one still polling sees the request at once. Measured
+    (docs/benchmarks.md, "Spinning before blocking"): sequential get_variable from 80-100 µs to
+    27-30 µs, for about 2 points of one CPU per 1,000 sporadic calls a second, and nothing once
+    idle. With one CPU to run on there is nothing to gain (the request can only arrive while the
+    sidecar is not running), so it does not spin. `close` makes the fd blocking again.
     """
 
-    def __init__(self, fd: int, size: int = READ_CHUNK_BYTES) -> None:
+    def __init__(self, fd: int, size: int = READ_CHUNK_BYTES, spin_us: int = 0) -> None:
         self.fd = fd
         self._buffers = [bytearray(size)]
         self._view = memoryview(self._buffers[0])
+        self.spin_seconds = spin_us / 1e6 if spin_us > 0 and usable_cpus() > 1 else 0.0
+        self._made_non_blocking = False
+        if self.spin_seconds and os.get_blocking(fd):
+            os.set_blocking(fd, False)
+            self._made_non_blocking = True
 
     def read(self) -> bytes:
         """The next chunk; `b""` at end of input. OSError propagates."""
-        return self._view[: os.readv(self.fd, self._buffers)].tobytes()
+        if not self.spin_seconds:
+            return self._view[: os.readv(self.fd, self._buffers)].tobytes()
+        fd, buffers = self.fd, self._buffers
+        deadline = time.perf_counter() + self.spin_seconds
+        while True:
+            try:
+                return self._view[: os.readv(fd, buffers)].tobytes()
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    break
+                os.sched_yield()  # whoever else wants this CPU (one that will write to us, maybe)
+        os.set_blocking(fd, True)  # nothing came: sleep until something does
+        try:
+            return self._view[: os.readv(fd, buffers)].tobytes()
+        finally:
+            os.set_blocking(fd, False)
+
+    def close(self) -> None:
+        """Give the fd back as it was found (blocking), e.g. for a terminal's shell."""
+        if self._made_non_blocking:
+            self._made_non_blocking = False
+            try:
+                os.set_blocking(self.fd, True)
+            except OSError:
+                pass
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 class FrameWriter:
@@ -297,7 +344,7 @@ class FrameWriter:
             log.info("stdout closed by the peer")
 
 
-def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
+def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -> None:
     """Serve until `in_fd` reaches end of file (or stdout is closed by the peer).
 
     The main thread blocks in `read` on stdin; the periodic cleanup runs on a timer thread; one
@@ -325,7 +372,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
                     return
                 writer.write(sidecar.run_cleanup())
 
-    reader = ChunkReader(in_fd)
+    reader = ChunkReader(in_fd, spin_us=spin_us)
     timer = threading.Thread(target=cleanup_timer, name="cleanup-timer", daemon=True)
     timer.start()
     interval = sidecar.cleanup_interval_ms
@@ -347,6 +394,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter) -> None:
         with lock:  # a cleanup under way finishes first; none starts after this
             stop.set()
         interval_changed.set()
+        reader.close()
 
 
 def take_over_stdout() -> int:
@@ -365,7 +413,7 @@ def run(options: SidecarOptions, log_handler: LogFrameHandler | None = None) -> 
     writer = FrameWriter(frames_fd)
     log.debug("sidecar %s serving protocol %d (pid %d)", __version__, PROTOCOL_VERSION, os.getpid())
     try:
-        serve(sidecar, 0, writer)
+        serve(sidecar, 0, writer, options.spin_us)
     finally:
         close = getattr(sidecar.store, "close", None)
         if callable(close):

@@ -26,7 +26,7 @@ def test_help_lists_the_options_and_the_replay_subcommand():
     assert result.returncode == 0
     text = result.stdout.decode()
     for option in ("--default-ttl", "--global-program-ttl", "--cleanup-interval", "--max-frame-bytes",
-                   "--log-level", "--enable-test-calls", "replay"):
+                   "--log-level", "--enable-test-calls", "--spin-us", "replay"):
         assert option in text
 
 
@@ -38,6 +38,8 @@ def test_help_lists_the_options_and_the_replay_subcommand():
         (["--cleanup-interval", "0"], "--cleanup-interval"),
         (["--max-frame-bytes", "1.5"], "--max-frame-bytes"),
         (["--log-level", "loud"], "--log-level"),
+        (["--spin-us", "-1"], "--spin-us"),
+        (["--spin-us", "2000000"], "--spin-us"),
         (["--no-such-option"], "--no-such-option"),
     ],
 )
@@ -57,8 +59,9 @@ def test_bad_option_through_the_real_command_exits_2():
 
 def test_options_are_validated_into_the_model():
     options = cli.parse_options(["--default-ttl", "10", "--cleanup-interval", "250", "--max-frame-bytes", "5000",
-                                 "--log-level", "debug", "--enable-test-calls"])
+                                 "--log-level", "debug", "--enable-test-calls", "--spin-us", "0"])
     assert (options.default_ttl, options.cleanup_interval, options.max_frame_bytes) == (10, 250, 5000)
+    assert options.spin_us == 0 and cli.parse_options([]).spin_us == 50
     assert options.log_level == "debug" and options.enable_test_calls is True
     defaults = cli.parse_options([])
     assert defaults.max_frame_bytes >= 5 * 1024 * 1024 + 100_000 * 9  # a 5 MB binary, 100k floats

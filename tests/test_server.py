@@ -411,14 +411,66 @@ def test_chunk_reader_returns_independent_bytes_of_what_was_read():
     assert end == b""
 
 
-def test_serve_handles_frames_split_across_reads():
+def _spinning_reader(monkeypatch, fd: int, spin_us: int = 50, size: int = 8):
+    monkeypatch.setattr(server, "usable_cpus", lambda: 2)  # spinning needs a second CPU
+    return server.ChunkReader(fd, size=size, spin_us=spin_us)
+
+
+def test_a_spinning_reader_reads_what_comes_before_during_and_after_its_spin(monkeypatch):
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    reader = _spinning_reader(monkeypatch, read_fd)
+    try:
+        assert reader.spin_seconds == 50e-6 and os.get_blocking(read_fd) is False
+        os.write(write_fd, b"abc")
+        assert reader.read() == b"abc"  # already there
+        later = threading.Timer(0.2, os.write, (write_fd, b"late"))  # long after the spin: it blocked
+        later.start()
+        cpu_before = time.process_time()
+        assert reader.read() == b"late"
+        cpu_spent = time.process_time() - cpu_before
+        later.join()
+        os.write(write_fd, b"0123456789")
+        assert (reader.read(), reader.read()) == (b"01234567", b"89")
+        assert os.get_blocking(read_fd) is False  # back to polling after the blocking read
+        os.close(write_fd)
+        assert reader.read() == b""
+    finally:
+        reader.close()
+        blocking_after_close = os.get_blocking(read_fd)
+        os.close(read_fd)
+    # waiting 0.2 s cost well under 0.2 s of CPU: after the 50 µs spin it slept (a reader that
+    # never stopped polling would burn about all of it)
+    assert cpu_spent < 0.1
+    assert blocking_after_close is True
+
+
+def test_a_reader_does_not_spin_with_one_cpu_or_when_told_not_to(monkeypatch):
+    read_fd, write_fd = os.pipe()
+    try:
+        monkeypatch.setattr(server, "usable_cpus", lambda: 1)
+        assert server.ChunkReader(read_fd, spin_us=50).spin_seconds == 0
+        monkeypatch.setattr(server, "usable_cpus", lambda: 4)
+        assert server.ChunkReader(read_fd, spin_us=0).spin_seconds == 0
+        assert os.get_blocking(read_fd) is True
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    assert server.usable_cpus() >= 1
+
+
+@pytest.mark.parametrize("spin_us", [0, 50])
+def test_serve_handles_frames_split_across_reads(monkeypatch, spin_us):
+    monkeypatch.setattr(server, "usable_cpus", lambda: 2)
     in_read, in_write = os.pipe()
     out_read, out_write = os.pipe()
     data = b"".join(frame((CALL, i, Atom("ping"), [])) for i in range(3))
     for byte in range(len(data)):  # one byte at a time: every frame arrives in pieces
         os.write(in_write, data[byte : byte + 1])
     os.close(in_write)
-    server.serve(server.Sidecar(SidecarOptions()), in_read, server.FrameWriter(out_write))
+    server.serve(server.Sidecar(SidecarOptions()), in_read, server.FrameWriter(out_write), spin_us)
+    assert os.get_blocking(in_read) is True  # given back as found
     os.close(out_write)
     output = os.read(out_read, 1 << 16)
     os.close(in_read)
