@@ -100,6 +100,9 @@ class Sidecar:
         self.log_handler = log_handler
         self.protocol = ProtocolMachine(options.max_frame_bytes)
         self.telemetry_enabled = True
+        self.last_chunk_frames = 0
+        """How many frames (or frame errors) the last `handle_input` chunk completed: the I/O
+        loop spins before its next read only after a chunk of at most one (see `ChunkReader`)."""
         self._clock_factory = clock_factory
         self.config = StoreConfig(
             default_ttl=options.default_ttl,
@@ -121,6 +124,7 @@ class Sidecar:
         """The frames answering every frame that `chunk` completes (`b""`: end of input)."""
         out: list[bytes] = []
         calls_, consumed = self.protocol.receive_calls(chunk)
+        self.last_chunk_frames = len(calls_)
         if calls_:  # the common chunk: nothing but calls (one per sequential caller's read)
             self._serve(calls_, out)
             if consumed == len(chunk):
@@ -129,7 +133,9 @@ class Sidecar:
                     self._log_pending(out)
                 return out
             chunk = chunk[consumed:]
-        for event in self.protocol.receive_data(chunk):
+        events = self.protocol.receive_data(chunk)
+        self.last_chunk_frames += len(events)
+        for event in events:
             try:
                 if type(event) is Call:
                     self._serve(((event.id, event.function, event.args),), out)
@@ -266,14 +272,18 @@ class ChunkReader:
     of the sidecar's CPU and ~13 µs per read; with the kept buffer a read costs the copy of the
     bytes read (docs/benchmarks.md, "Reading stdin").
 
-    Spinning (`spin_us` > 0): the fd is made non-blocking, and `read` polls it (yielding the CPU
-    between tries) for up to `spin_us` microseconds before it blocks. On a VM whose idle vCPUs
-    halt, a process blocked in `read` on the vCPU the BEAM is not on is woken through the
-    hypervisor, tens of µs per request; one still polling sees the request at once. Measured
-    (docs/benchmarks.md, "Spinning before blocking"): sequential get_variable from 80-100 µs to
-    27-30 µs, for about 2 points of one CPU per 1,000 sporadic calls a second, and nothing once
-    idle. With one CPU to run on there is nothing to gain (the request can only arrive while the
-    sidecar is not running), so it does not spin. `close` makes the fd blocking again.
+    Spinning (`spin_us` > 0): the fd is made non-blocking, and `read(spin=True)` polls it
+    (yielding the CPU between tries) for up to `spin_us` microseconds before it blocks. On a VM
+    whose idle vCPUs halt, a process blocked in `read` on the vCPU the BEAM is not on is woken
+    through the hypervisor, tens of µs per request; one still polling sees the request at once.
+    Measured (docs/benchmarks.md, "Fifth pass"): sequential get_variable from 80-100 µs to
+    26-30 µs, for about 2.5 points of one CPU at 1,000 sporadic calls a second, and nothing once
+    idle. `serve` asks for it only after a chunk of at most one frame: a caller waiting for its
+    reply. After a batch (concurrent callers) the BEAM is busy producing the next one, and
+    polling would take CPU time from it when both share a vCPU (64 callers of update_variable:
+    half the throughput). With one CPU to run on there is nothing to gain (the request can only
+    arrive while the sidecar is not running), so it never spins. `close` makes the fd blocking
+    again.
     """
 
     def __init__(self, fd: int, size: int = READ_CHUNK_BYTES, spin_us: int = 0) -> None:
@@ -286,12 +296,13 @@ class ChunkReader:
             os.set_blocking(fd, False)
             self._made_non_blocking = True
 
-    def read(self) -> bytes:
-        """The next chunk; `b""` at end of input. OSError propagates."""
+    def read(self, spin: bool = True) -> bytes:
+        """The next chunk; `b""` at end of input. OSError propagates. `spin`: poll first (when
+        this reader spins at all); otherwise one non-blocking try, then block."""
         if not self.spin_seconds:
             return self._view[: os.readv(self.fd, self._buffers)].tobytes()
         fd, buffers = self.fd, self._buffers
-        deadline = time.perf_counter() + self.spin_seconds
+        deadline = time.perf_counter() + self.spin_seconds if spin else 0.0
         while True:
             try:
                 return self._view[: os.readv(fd, buffers)].tobytes()
@@ -379,7 +390,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
     try:
         while not writer.closed:
             try:
-                chunk = reader.read()
+                chunk = reader.read(spin=sidecar.last_chunk_frames <= 1)
             except OSError as error:
                 log.warning("reading stdin failed (%s); treating it as end of input", error)
                 chunk = b""

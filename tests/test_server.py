@@ -434,6 +434,11 @@ def test_a_spinning_reader_reads_what_comes_before_during_and_after_its_spin(mon
         os.write(write_fd, b"0123456789")
         assert (reader.read(), reader.read()) == (b"01234567", b"89")
         assert os.get_blocking(read_fd) is False  # back to polling after the blocking read
+        later = threading.Timer(0.05, os.write, (write_fd, b"no spin"))
+        later.start()
+        assert reader.read(spin=False) == b"no spin"  # one try, then it blocked
+        later.join()
+        assert os.get_blocking(read_fd) is False
         os.close(write_fd)
         assert reader.read() == b""
     finally:
@@ -458,6 +463,32 @@ def test_a_reader_does_not_spin_with_one_cpu_or_when_told_not_to(monkeypatch):
         os.close(read_fd)
         os.close(write_fd)
     assert server.usable_cpus() >= 1
+
+
+@pytest.mark.parametrize("frames, spins", [(1, [True, True]), (3, [True, False])])
+def test_serve_spins_only_after_a_chunk_of_at_most_one_frame(monkeypatch, frames, spins):
+    """A lone call is a caller waiting for its reply; after a batch the BEAM is busy anyway."""
+    monkeypatch.setattr(server, "usable_cpus", lambda: 2)
+    asked = []
+    real_read = server.ChunkReader.read
+    monkeypatch.setattr(server.ChunkReader, "read", lambda self, spin=True: asked.append(spin) or real_read(self, spin))
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    os.write(in_write, b"".join(frame((CALL, i, Atom("ping"), [])) for i in range(frames)))  # one read takes all
+    os.close(in_write)
+    server.serve(server.Sidecar(SidecarOptions()), in_read, server.FrameWriter(out_write), 50)
+    for fd in (in_read, out_read, out_write):
+        os.close(fd)
+    assert asked == spins  # the first read, then the one after the chunk (it finds the end)
+
+
+def test_handle_input_counts_the_frames_each_chunk_completed():
+    sidecar = server.Sidecar(SidecarOptions())
+    ping = frame((CALL, 1, Atom("ping"), []))
+    hello = frame((Atom("hello"), 1, {}))
+    for chunk, count in ((ping, 1), (ping * 3, 3), (ping[:5], 0), (ping[5:] + hello + ping, 3), (b"", 0)):
+        sidecar.handle_input(chunk)
+        assert sidecar.last_chunk_frames == count
 
 
 @pytest.mark.parametrize("spin_us", [0, 50])

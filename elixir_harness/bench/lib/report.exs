@@ -320,17 +320,15 @@ defmodule Bench.Report do
   ]
 
   defp breakdown_header,
-    do: ["call", "vars", "stack us", "floor us", "owner hop us", "python us", "decode", "dispatch", "encode", "rest us"]
+    do: ["call", "vars", "stack us", "floor us", "python us", "decode", "dispatch", "encode", "rest us"]
 
-  # Sequential µs per call through the stack, split into: the bare floor, what the harness's
-  # process hop adds (echo behind an owner GenServer minus the floor), the sidecar's Python work
-  # per call measured in-process (decode, dispatch, encode reply), and the rest (the sidecar's
-  # I/O loop, wake-ups and scheduling: whatever is left).
+  # Sequential µs per call through the stack, split into: the bare floor, the sidecar's Python
+  # work per call measured in-process (decode, dispatch, encode reply), and the rest (the
+  # harness's process hop and term work, the sidecar's I/O loop, wake-ups and scheduling:
+  # whatever is left). Each cell against its own interleaved floor. (An "owner hop" column, the
+  # echo-behind-a-GenServer row minus its floor, was dropped: that row pays two hops and two
+  # slow wake-ups, the stack with a spinning sidecar less, so it came out larger than the rest.)
   defp breakdown_rows(run) do
-    # Each cell against its own interleaved floor; the hop from the owner row against its own.
-    owner = run.owner_floor[1]
-    hop_us = owner.us_per_call - owner.floor_us
-
     for {op, size, key} <- @breakdown_cells,
         stack <- List.wrap(stack_result(run, op, size)),
         python = Map.get(run.profile, {key, "whole"}),
@@ -343,12 +341,11 @@ defmodule Bench.Report do
         to_string(if op == :ping, do: "-", else: Workload.effective_size(op, size)),
         fmt(stack.us_per_call),
         fmt(floor_us),
-        fmt(hop_us),
         fmt(python),
         phase.("decode_request"),
         phase.("dispatch"),
         phase.("encode_reply"),
-        fmt(stack.us_per_call - floor_us - hop_us - python)
+        fmt(stack.us_per_call - floor_us - python)
       ]
     end
   end
@@ -365,12 +362,11 @@ defmodule Bench.Report do
   defp breakdown_note,
     do:
       "`stack` = sequential us per call through harness and sidecar; `floor` = the median of the floor " <>
-        "bursts interleaved with that cell; `owner hop` = what an echo behind a port-owning GenServer " <>
-        "adds to its interleaved floor (a process hop each way, the shape the harness had before the " <>
-        "direct request path); `python` = the sidecar's work for one call measured in-process without I/O " <>
-        "(`bench/sidecar_profile.py`), split into decoding the request, `calls.dispatch` and encoding " <>
-        "the reply; `rest` = stack - floor - owner hop - python: the sidecar's I/O loop (blocking read, " <>
-        "write, wake-ups) and scheduling."
+        "bursts interleaved with that cell; `python` = the sidecar's work for one call measured in-process " <>
+        "without I/O (`bench/sidecar_profile.py`), split into decoding the request, `calls.dispatch` and " <>
+        "encoding the reply; `rest` = stack - floor - python: the harness (the reply's hop from the " <>
+        "port-owning process to the caller, encoding the request, decoding the reply), the sidecar's " <>
+        "I/O loop (read, spin, write), wake-ups and scheduling."
 
   defp cell_header,
     do: ["operation", "callers", "vars", "calls", "us/call", "ops/s", "floor us", "time x", "rate x", "target", "result"]
