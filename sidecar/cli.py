@@ -35,7 +35,7 @@ class SidecarOptions(BaseModel):
     log_level: LogLevelName = "info"
     log_frame_level: LogLevelName = "warning"
     enable_test_calls: bool = False
-    spin_us: int = Field(50, ge=0, le=1_000_000, description="µs to poll stdin after each chunk before blocking")
+    spin_us: int = Field(50, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spin-us",
         metavar="MICROSECONDS",
         help=(
-            f"after answering, poll stdin this long before blocking in read (default {defaults.spin_us}; 0: block at once). "
+            f"after answering a lone call, poll stdin this long before blocking in read (default {defaults.spin_us}; 0: block at once). "
             "Saves the wake-up of a sleeping CPU on each sequential request, at the price of CPU time while requests keep "
             "coming; never spins with only one CPU to run on"
         ),

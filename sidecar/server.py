@@ -5,8 +5,8 @@ Two layers:
 * `Sidecar` holds the protocol machine, the store and the settings, and turns one chunk of
   input into the list of output frames it causes (no I/O, so it is easy to test);
 * `serve` is the thin loop around it: it reads stdin in large chunks into one buffer it keeps
-  (`ChunkReader`: polling for up to `--spin-us` after each chunk, then blocking; why not an
-  event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
+  (`ChunkReader`: after a lone frame, polling for up to `--spin-us`, then blocking; why not
+  an event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
   periodic cleanup on a timer thread, and returns as soon as stdin reaches end of file.
 
 stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
@@ -358,8 +358,9 @@ class FrameWriter:
 def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -> None:
     """Serve until `in_fd` reaches end of file (or stdout is closed by the peer).
 
-    The main thread blocks in `read` on stdin; the periodic cleanup runs on a timer thread; one
-    lock serializes the two, so the store only ever sees one caller at a time.
+    The main thread blocks in `read` on stdin (after a chunk of at most one frame, it first polls
+    for up to `spin_us`: `ChunkReader`); the periodic cleanup runs on a timer thread; one lock
+    serializes the two, so the store only ever sees one caller at a time.
 
     Why a blocking read and not an event loop: a process asleep in `read` on a pipe is woken by
     the writer's "sync" wake-up, which lets the kernel run it on the CPU the BEAM is leaving;
