@@ -579,7 +579,9 @@ class SessionStore:
         type is one of the eight atoms, with no constraints, not being optimized, no metadata
         given, and a value its type accepts. None for anything else (the general path then
         decides, its telemetry events included). Same result, events and records as
-        `_validate_update` + `_apply_update` (tests/test_hot_paths.py)."""
+        `_validate_update` + `_apply_update` (a Hypothesis differential test in
+        tests/test_hot_paths.py). Written out rather than calling `_apply_update`: that costs
+        0.15 of the 3.4 µs an update takes in-process."""
         kind = type(ident)
         if kind is Atom:
             variable = self.backend.find_variable(session, ident.name)
