@@ -6,7 +6,11 @@ and returns `(result_term, events)`. It never raises for anything a client can s
     unknown function          {:error, {:unknown_call, name}}
     wrong number of args      {:error, {:bad_arity, name, given, accepted}}
     argument of wrong type    {:error, {:bad_argument, name, position, expected}}  (1-based)
+    storage failure           {:error, {:storage_error, message}}  (logged)
     a defect in the store     {:error, {:internal_error, message}}  (logged)
+
+except `storage.base.Conflict`, which it lets through: the unit of work around the call
+(`SessionStore.transact`) runs the call again.
 
 Argument checks only refuse what the original's function heads refused (a session function
 given a non-binary id, a name that is not an atom or binary, ...). Where the contract defines
@@ -21,6 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .storage.base import Conflict, StorageError
 from .structs import is_binary, is_integer
 from .terms import Atom, is_identifier
 
@@ -31,6 +36,7 @@ A_UNKNOWN_CALL = Atom("unknown_call")
 A_BAD_ARITY = Atom("bad_arity")
 A_BAD_ARGUMENT = Atom("bad_argument")
 A_INTERNAL_ERROR = Atom("internal_error")
+A_STORAGE_ERROR = Atom("storage_error")
 
 _NO_DEFAULT = object()
 
@@ -232,12 +238,19 @@ def _dispatch_checked(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
 def _run(store: Any, name: Atom, method: str, call_args: list) -> tuple[Any, Any]:
     try:
         return getattr(store, method)(*call_args)
-    except Exception as exc:  # a defect: the store changes records only after its checks pass
+    except Conflict:
+        raise
+    except Exception as exc:  # the unit of work around the call undoes what it did
         return _internal_error(name, exc)
 
 
 def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
-    """Log a defect met while running `name` (from inside its `except`) and answer it."""
+    """Log a failure met while running `name` (from inside its `except`) and answer it: a
+    storage failure as `{:storage_error, message}`, anything else (a defect) as
+    `{:internal_error, message}`."""
+    if isinstance(exc, StorageError):
+        log.error("call %s: storage failed: %s", name.name, exc)
+        return _error((A_STORAGE_ERROR, str(exc))), []
     log.exception("call %s failed", name.name)
     return _error((A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), []
 
@@ -268,6 +281,7 @@ def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list]
         "BadArgument": BadArgument,
         "_error": _error,
         "_internal_error": _internal_error,
+        "Conflict": Conflict,
         "A_BAD_ARGUMENT": A_BAD_ARGUMENT,
         "Atom": Atom,
     }
@@ -299,7 +313,9 @@ def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list]
     lines += [
         "    try:",
         f"        return store.{method}({', '.join(given + defaults)})",
-        "    except Exception as exc:  # a defect, as in `_run`",
+        "    except Conflict:",
+        "        raise",
+        "    except Exception as exc:  # as in `_run`",
         "        return _internal_error(name, exc)",
     ]
     exec(compile("\n".join(lines), f"<runner {name.name}/{arity}>", "exec"), namespace)  # noqa: S102

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sidecar import __version__
+
+if TYPE_CHECKING:
+    from sidecar.storage.factory import StorageSpec
 
 PROG = "snakepit-sidecar"
 EXIT_USAGE = 2
@@ -36,6 +39,23 @@ class SidecarOptions(BaseModel):
     log_frame_level: LogLevelName = "warning"
     enable_test_calls: bool = False
     spin_us: int = Field(50, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking")
+    storage: str = Field("memory", description="memory, sqlite:PATH or redis://HOST:PORT/DB")
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_spec(cls, value: str) -> str:
+        from sidecar.storage.factory import StorageSpec
+
+        StorageSpec.parse(value)  # a ValueError names what is wrong
+        return value
+
+    def storage_spec(self) -> "StorageSpec":
+        """The backend `storage` names, with its options."""
+        from sidecar.storage.factory import StorageSpec
+
+        options = {"synchronous": self.sqlite_synchronous} if self.storage.startswith("sqlite:") else {}
+        return StorageSpec.parse(self.storage, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
             f"after answering a lone call, poll stdin this long before blocking in read (default {defaults.spin_us}; 0: block at once). "
             "Saves the wake-up of a sleeping CPU on each sequential request, at the price of CPU time while requests keep "
             "coming; never spins with only one CPU to run on"
+        ),
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="SPEC",
+        help=(
+            "where the store keeps its data (default memory): memory; sqlite:PATH (durable: no acknowledged write is lost "
+            "when the sidecar is killed; one sidecar per file); redis://[:PASSWORD@]HOST:PORT/DB (shared by every sidecar "
+            "on that Redis). docs/storage.md"
+        ),
+    )
+    parser.add_argument(
+        "--sqlite-synchronous",
+        metavar="LEVEL",
+        help=(
+            "normal (default: a commit survives the sidecar's death; a power loss can lose the last ones) or full "
+            "(fsync on every commit: survives a power loss too, slower)"
         ),
     )
     parser.add_argument(

@@ -1,16 +1,18 @@
-"""Time for the store: whole seconds on the BEAM's monotonic clock, and ISO 8601 UTC stamps.
+"""Time for the store: storage seconds that survive restarts, the BEAM's monotonic seconds at
+the boundary, and ISO 8601 UTC stamps.
 
-`Clock` follows the BEAM: constructed with the `System.monotonic_time(:second)` value the
-harness sent in `:hello`, its `now()` is that value plus the whole seconds elapsed since on
-Python's own monotonic clock, so `created_at`, `last_accessed` and friends compare with
-timestamps taken in Elixir. `FakeClock` is a settable clock for tests.
+Records hold storage time (`Clock.now`), anchored on the wall clock. What Elixir sees
+(`created_at`, `last_accessed`, `last_updated_at`, `started_at`) is on the BEAM's monotonic
+clock: `sidecar.replies` and `sidecar.structs` translate with `to_beam` / `from_beam`, so
+Elixir code comparing them with `System.monotonic_time(:second)` sees consistent values in the
+VM that is running now. `FakeClock` is a settable clock for tests.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 
 def format_utc_iso8601(moment: _dt.datetime) -> str:
@@ -19,32 +21,55 @@ def format_utc_iso8601(moment: _dt.datetime) -> str:
 
 
 class Clock:
-    """The real clock. `advance(seconds)` adds an offset (test-only `__advance_clock__`)."""
+    """The real clock. `now()` is storage time; `to_beam`/`from_beam` translate at the boundary.
+
+    Storage time is whole seconds anchored on the wall clock once, when the clock is made, and
+    counted on from there on Python's monotonic clock: records survive a restart of the sidecar
+    or of the BEAM (whose monotonic seconds start anywhere), and sidecars on several nodes agree
+    to within their clocks' sync. A wall-clock jump while the sidecar runs changes nothing;
+    one between two runs shifts the older records by the jump (docs/storage.md, "Time").
+
+    With `beam_monotonic_at_start` (the `System.monotonic_time(:second)` of `:hello`),
+    `beam_offset` is storage time minus the BEAM's monotonic seconds, so `to_beam(now())` is
+    what the BEAM's clock says now. Without it the offset is 0. `advance(seconds)` moves both
+    (test-only `__advance_clock__`).
+    """
 
     def __init__(
         self,
         beam_monotonic_at_start: Optional[int] = None,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._monotonic = monotonic
         self._started_at = monotonic()
-        self._beam_start = beam_monotonic_at_start
+        self._storage_start = int(wall())
+        self.beam_offset = 0 if beam_monotonic_at_start is None else self._storage_start - beam_monotonic_at_start
         self._offset = 0
         self._last_now = 0
         self._stamp_second: Optional[int] = None
         self._stamp_prefix = ""
 
     def now(self) -> int:
-        """Whole seconds on the BEAM's monotonic clock (or Python's, without a BEAM start)."""
-        if self._beam_start is None:
-            now = int(self._monotonic()) + self._offset
-        else:
-            now = self._beam_start + int(self._monotonic() - self._started_at) + self._offset
+        """Whole seconds of storage time."""
+        now = self._storage_start + int(self._monotonic() - self._started_at) + self._offset
         # hand out one int object per second: records stamped in the same second share it
         if now == self._last_now:
             return self._last_now
         self._last_now = now
         return now
+
+    def to_beam(self, stored: Any) -> Any:
+        """A stored time as the BEAM's monotonic seconds (anything but an integer unchanged)."""
+        if type(stored) is int:
+            return stored - self.beam_offset
+        return stored
+
+    def from_beam(self, given: Any) -> Any:
+        """The BEAM's monotonic seconds as storage time (anything but an integer unchanged)."""
+        if type(given) is int:
+            return given + self.beam_offset
+        return given
 
     def utc_iso8601(self) -> str:
         """Wall-clock UTC now, formatted as Elixir's `DateTime.utc_now() |> DateTime.to_iso8601()`.
@@ -64,11 +89,16 @@ class Clock:
 
 
 class FakeClock:
-    """A clock that only moves when told to. Wall time moves along with it."""
+    """A clock that only moves when told to. Wall time moves along with it. Storage time and
+    the BEAM's differ by `beam_offset` (0 unless a test sets it)."""
 
-    def __init__(self, now: int = 0, wall: Optional[_dt.datetime] = None) -> None:
+    def __init__(self, now: int = 0, wall: Optional[_dt.datetime] = None, beam_offset: int = 0) -> None:
         self._now = int(now)
         self._wall = wall or _dt.datetime(2026, 1, 1, tzinfo=_dt.timezone.utc)
+        self.beam_offset = beam_offset
+
+    to_beam = Clock.to_beam
+    from_beam = Clock.from_beam
 
     def now(self) -> int:
         return self._now

@@ -381,6 +381,11 @@ class ProtocolMachine:
         self.negotiated_version = version
         return data
 
+    def encode_reply(self, call_id: int, result: Any) -> bytes:
+        """`{:reply, id, result}`; raises `codec.EncodeError` when `result` cannot be encoded
+        (the server then undoes the call and answers an error)."""
+        return _encode_reply_frame(_REPLY_HEAD, call_id, result)
+
     def reply(self, call_id: int, result: Any) -> bytes:
         """`{:reply, id, result}`; a result that cannot be encoded becomes an internal error."""
         try:

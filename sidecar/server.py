@@ -24,14 +24,17 @@ from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sidecar import __version__, calls
+from sidecar import __version__, calls, codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import Clock
 from sidecar.config import StoreConfig
 from sidecar.logframes import LogFrameHandler
-from sidecar.protocol import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
-from sidecar.storage.memory import MemoryBackend
-from sidecar.store import SessionStore
+from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
+from sidecar.replies import Replies
+from sidecar.storage.base import Conflict, Storage, StorageError, StorageOpenError
+from sidecar.storage.factory import open_storage
+from sidecar.storage.memory import MemoryStorage
+from sidecar.store import SessionStore, is_error
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,22 @@ READ_CHUNK_BYTES = 1 << 20
 A_ERROR = Atom("error")
 A_INTERNAL_ERROR = Atom("internal_error")
 A_INVALID_OPTION = Atom("invalid_option")
+A_CONFLICT = Atom("conflict")
+A_STORAGE_ERROR = Atom("storage_error")
+A_STORAGE_UNAVAILABLE = Atom("storage_unavailable")
+
+CLEANUP_BATCH = 1000
+"""Expired sessions removed per step of the periodic cleanup: calls that arrive meanwhile wait
+for one step, not for the whole cleanup (docs/reliability.md)."""
+
+
+def _never(_outcome: Any) -> bool:
+    return False
+
+
+def _failed(outcome: tuple) -> bool:
+    """A call's (result, events, reply frame) that must leave storage as it was."""
+    return is_error(outcome[0])
 
 
 class HelloOptions(BaseModel):
@@ -95,6 +114,7 @@ class Sidecar:
         options: SidecarOptions,
         log_handler: LogFrameHandler | None = None,
         clock_factory: Callable[[int | None], Any] = Clock,
+        storage: Storage | None = None,
     ) -> None:
         self.options = options
         self.log_handler = log_handler
@@ -111,7 +131,20 @@ class Sidecar:
             enable_test_calls=options.enable_test_calls,
         )
         self.clock = clock_factory(None)
-        self.store = SessionStore(self.config, self.clock, MemoryBackend())
+        self.unavailable: str | None = None
+        """Why the storage could not be opened (then the hello and every call are refused with
+        it, so the harness's start fails with a clear reason instead of restarting in a loop)."""
+        if storage is None:
+            try:
+                storage = open_storage(options.storage_spec())
+            except StorageOpenError as error:
+                self.unavailable = str(error)
+                log.error("storage %s cannot be opened: %s", options.storage_spec().describe(), error)
+                storage = MemoryStorage()
+        self.store = SessionStore(self.config, self.clock, storage)
+        self.replies = Replies(self.config, self.clock)
+        self._served: list[int] = []
+        """Ids of the calls served in the current chunk (their replies wait for its flush)."""
 
     @property
     def cleanup_interval_ms(self) -> int:
@@ -121,13 +154,18 @@ class Sidecar:
     # -- input -----------------------------------------------------------------------------
 
     def handle_input(self, chunk: bytes) -> list[bytes]:
-        """The frames answering every frame that `chunk` completes (`b""`: end of input)."""
+        """The frames answering every frame that `chunk` completes (`b""`: end of input).
+
+        Every write the chunk's calls made is durable (`SessionStore.flush`: group commit)
+        before this returns, so no reply leaves before its write is committed."""
         out: list[bytes] = []
+        self._served.clear()
         calls_, consumed = self.protocol.receive_calls(chunk)
         self.last_chunk_frames = len(calls_)
         if calls_:  # the common chunk: nothing but calls (one per sequential caller's read)
             self._serve(calls_, out)
             if consumed == len(chunk):
+                self._flush(out)
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
@@ -146,31 +184,80 @@ class Sidecar:
                     out.append(self.protocol.answer(event))
             except Exception:  # a defect here must not stop the other frames of the chunk
                 log.exception("failed to handle %r", event)
+        self._flush(out)
         self._log_pending(out)
         return out
 
     def _serve(self, calls_: Sequence[tuple[int, Atom, list]], out: list[bytes]) -> None:
-        """Run `(id, function, args)` calls in order; for each, append its log frames, its
-        telemetry frames and its reply, in that order. A defect in one call is logged and the
-        next one is served."""
-        store = self.store
-        dispatch = calls.dispatch
-        reply = self.protocol.reply
+        """Run `(id, function, args)` calls in order, each as one unit of work that spans its
+        reply's encoding (a reply that cannot be encoded undoes the call); for each, append its
+        log frames, its telemetry frames and its reply, in that order. A defect in one call is
+        logged and the next one is served."""
+        serve_call = self.serve_call
+        served = self._served
         for call_id, function, args in calls_:
             try:
-                try:
-                    result, events = dispatch(store, function, args)
-                except Exception as exc:
-                    log.exception("call %s (id %d) failed", function.name, call_id)
-                    result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
+                events, frame = serve_call(call_id, function, args)
+                served.append(call_id)
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
                 if events and self.telemetry_enabled:
                     self._telemetry(events, out)
-                out.append(reply(call_id, result))
+                out.append(frame)
             except Exception:  # a defect here must not stop the other frames of the chunk
                 log.exception("failed to handle %r", Call(call_id, function, args))
+
+    def serve_call(self, call_id: int, function: Atom, args: list) -> tuple[Any, bytes]:
+        """One call as one unit of work that spans its reply's encoding (a reply that cannot be
+        encoded undoes the call): `(its telemetry events, its reply frame)`. Not yet durable:
+        that is the chunk's `_flush`."""
+        if self.unavailable is not None:
+            return (), self.protocol.error_reply(call_id, (A_STORAGE_UNAVAILABLE, self.unavailable))
+        store = self.store
+        dispatch = calls.dispatch
+        renderer = self.replies.renderers.get(function)
+        encode_reply = self.protocol.encode_reply
+
+        def attempt() -> tuple:
+            result, events = dispatch(store, function, args)
+            if renderer is not None:
+                result = renderer(result)
+            return result, events, encode_reply(call_id, result)
+
+        try:
+            _, events, frame = store.transact(attempt, _failed)
+            return events, frame
+        except Conflict as conflict:
+            log.warning("call %s (id %d) gave up: %s", function.name, call_id, conflict)
+            return (), self.protocol.error_reply(call_id, A_CONFLICT)
+        except codec.EncodeError as exc:
+            log.error("reply to call %s (id %d) could not be encoded (undone): %s", function.name, call_id, exc)
+            return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, f"reply could not be encoded: {exc}"))
+        except StorageError as exc:
+            log.error("call %s (id %d): storage failed: %s", function.name, call_id, exc)
+            return (), self.protocol.error_reply(call_id, (A_STORAGE_ERROR, str(exc)))
+        except Exception as exc:
+            log.exception("call %s (id %d) failed", function.name, call_id)
+            return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+
+    def _flush(self, out: list[bytes]) -> None:
+        """The chunk's durability point. If the backend cannot make the chunk's writes durable
+        (it is then back at its last durable state), every reply of the chunk's calls becomes
+        `{:error, {:storage_error, message}}` and their telemetry frames are dropped."""
+        try:
+            self.store.flush()
+        except StorageError as error:
+            served = set(self._served)
+            reason = (A_STORAGE_ERROR, str(error))
+            kept = []
+            for frame in out:
+                term = codec.decode(frame[4:])
+                if type(term) is tuple and term[0] is A_REPLY and term[1] in served:
+                    kept.append(self.protocol.error_reply(term[1], reason))
+                elif not (type(term) is tuple and term[0] is Atom("telemetry")):
+                    kept.append(frame)
+            out[:] = kept
 
     def _telemetry(self, events: Any, out: list[bytes]) -> None:
         for event, measurements, metadata in events:
@@ -180,6 +267,11 @@ class Sidecar:
                 log.exception("telemetry event %r could not be encoded", event)
 
     def _hello(self, hello: Hello, out: list[bytes]) -> None:
+        if self.unavailable is not None:
+            self._log_pending(out)
+            message = f"storage unavailable: {self.unavailable}"
+            out.append(self.protocol.protocol_error((A_STORAGE_UNAVAILABLE, self.unavailable), message))
+            return
         try:
             options = HelloOptions.from_term(hello.options)
         except ValidationError as error:
@@ -212,6 +304,7 @@ class Sidecar:
         if options.monotonic_time is not None:
             self.clock = self._clock_factory(options.monotonic_time)
         self.store.reconfigure(self.config, self.clock)
+        self.replies.configure(self.config, self.clock)
 
     def welcome_info(self) -> dict:
         """The info map of `{:welcome, 1, info}`."""
@@ -229,17 +322,37 @@ class Sidecar:
     # -- timer -----------------------------------------------------------------------------
 
     def run_cleanup(self) -> list[bytes]:
-        """The periodic cleanup: expire sessions and global programs; frames it causes."""
+        """The whole periodic cleanup at once (tests); the timer runs it step by step."""
         out: list[bytes] = []
-        try:
-            counts, events = self.store.run_cleanup(self.clock.now())
-            log.debug("periodic cleanup: %r", counts)
-            if self.telemetry_enabled and events:
-                self._telemetry(events, out)
-        except Exception:
-            log.exception("periodic cleanup failed")
+        now = self.clock.now()
+        first = True
+        while True:
+            frames, more = self.cleanup_step(now, first)
+            out.extend(frames)
+            first = False
+            if not more:
+                return out
+
+    def cleanup_step(self, now: int, first: bool = False) -> tuple[list[bytes], bool]:
+        """One step of the periodic cleanup at time `now`: up to `CLEANUP_BATCH` expired sessions,
+        or, when none are left, the expired global programs. Each step is a unit of work of its
+        own, made durable before it returns. `(frames it causes, whether more steps remain)`."""
+        out: list[bytes] = []
+        more = False
+        if self.unavailable is None:
+            store = self.store
+            try:
+                removed, _ = store.transact(lambda: store.cleanup_expired_sessions(now, CLEANUP_BATCH, count_run=first), _never)
+                more = removed >= CLEANUP_BATCH
+                if not more:
+                    programs, _ = store.transact(lambda: store.cleanup_global_programs(now), _never)
+                    log.debug("periodic cleanup at %d: global programs %d", now, programs)
+                store.flush()
+            except Exception:
+                log.exception("periodic cleanup failed")
+                more = False
         self._log_pending(out)
-        return out
+        return out, more
 
     def _log_pending(self, out: list[bytes]) -> None:
         handler = self.log_handler
@@ -379,10 +492,17 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
             interval_changed.clear()
             if interval_changed.wait(sidecar.cleanup_interval_ms / 1000):
                 continue  # a hello changed the interval: start counting again
-            with lock:
-                if stop.is_set():
-                    return
-                writer.write(sidecar.run_cleanup())
+            more, first = True, True
+            now = sidecar.clock.now()
+            while more:  # in steps: a call arriving meanwhile waits for one step, not the whole
+                with lock:
+                    if stop.is_set():
+                        return
+                    frames, more = sidecar.cleanup_step(now, first)
+                    writer.write(frames)
+                first = False
+                if more:
+                    time.sleep(0.0005)  # hand the lock over: Python's lock is not fair
 
     reader = ChunkReader(in_fd, spin_us=spin_us)
     timer = threading.Thread(target=cleanup_timer, name="cleanup-timer", daemon=True)
@@ -427,9 +547,10 @@ def run(options: SidecarOptions, log_handler: LogFrameHandler | None = None) -> 
     try:
         serve(sidecar, 0, writer, options.spin_us)
     finally:
-        close = getattr(sidecar.store, "close", None)
-        if callable(close):
-            close()
+        try:
+            sidecar.store.storage.close()
+        except Exception:
+            log.exception("closing the storage failed")
         os.close(frames_fd)
     return 0
 

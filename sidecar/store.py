@@ -1,41 +1,50 @@
-"""The SessionStore contract (../shared/CONTRACT.md) on top of a storage backend. No I/O.
+"""The SessionStore contract (docs/contract.md) on top of a storage backend. No I/O.
 
-Every public call returns `(result, events)`: `result` is exactly the native term the Elixir
-function returns, `events` the telemetry events `(event, measurements, metadata)` it caused, in
-order. Arguments arrive already type-checked by `sidecar.calls` (binaries are str/bytes, options
-are dicts with atom keys); the contract's own validation errors are produced here.
+Every public call returns `(result, events)`: `result` is the contract's return term with plain
+records where the Elixir function returns structs (a `VariableRecord`, a list of them, or a
+`SessionContents` for a session); `sidecar.replies` turns those into wire terms. `events` are
+the telemetry events `(event, measurements, metadata)` the call caused, in order. Arguments
+arrive already type-checked by `sidecar.calls`; the contract's own validation errors come from
+here.
 
-Consistency rule: every call checks everything first and changes records only after all checks
-passed, so a rejected call leaves the store exactly as it was. Per-variable operations touch one
-variable record and the session header, never copy a session or a variable map.
+Units of work: a call runs inside one (`transact`): its reads and writes go through `self.tx`
+and commit together, or, when the call answers `{:error, reason}` or fails, are undone, so a
+rejected call leaves storage exactly as it was. A shared backend may raise `Conflict` when what
+the call read changed under it; `transact` then runs the call again on fresh data.
+
+Consistency rule, kept anyway: every call checks everything first and writes only after all
+checks passed. Records are never changed in place: a write stores a new record.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 from . import types
 from .config import StoreConfig
-from .storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, StorageBackend, VariableRecord
+from .storage.base import (
+    EMPTY_MAP,
+    NOT_OPTIMIZING,
+    Conflict,
+    SessionContents,
+    SessionRecord,
+    Storage,
+    VariableRecord,
+)
 from .structs import (
-    encoded_compact_variable,
-    encoded_variable,
     InvalidImport,
     InvalidSession,
-    export_variable,
     intern_name,
     is_binary,
     is_integer,
     name_key,
     parse_imported_variable,
     parse_session,
-    render_session,
 )
-from .terms import Atom, Encoded, hashable_key
+from .terms import Atom
 
 __all__ = ["SessionStore", "StoreConfig", "process_rss_bytes"]
 
@@ -47,6 +56,7 @@ ERROR = A("error")
 NOT_FOUND = (ERROR, A("not_found"))
 SESSION_NOT_FOUND = (ERROR, A("session_not_found"))
 LOCKED = (ERROR, A("variable_locked_for_optimization"))
+CONFLICT = (ERROR, A("conflict"))
 
 A_COUNT = A("count")
 A_VERSION = A("version")
@@ -86,17 +96,12 @@ DEFAULT_METADATA = {"source": "elixir", "created_by": "session_store"}
 
 _VARIABLE_ID_SUFFIX = re.compile(r"_([0-9]+)\Z")
 
-Result = tuple[Any, Sequence]
+MAX_CONFLICT_RETRIES = 100
+"""How often `transact` runs a call again after a `Conflict` before it answers
+`{:error, :conflict}` (a shared backend under a write storm on one variable)."""
 
-_STORE_COUNTERS = (
-    "sessions_created",
-    "sessions_deleted",
-    "sessions_expired",
-    "cleanup_runs",
-    "global_programs_stored",
-    "global_programs_deleted",
-    "global_programs_expired",
-)
+Result = tuple[Any, Sequence]
+T = TypeVar("T")
 
 
 def process_rss_bytes() -> int:
@@ -127,6 +132,11 @@ def _truthy(term: Any) -> bool:
     return term is not None and term is not False
 
 
+def is_error(result: Any) -> bool:
+    """`{:error, _}`: the result of a call that must leave storage as it was."""
+    return type(result) is tuple and len(result) == 2 and result[0] is ERROR
+
+
 class SessionStore:
     """Sessions, programs and typed variables; the contract's semantics, one call per method."""
 
@@ -134,67 +144,80 @@ class SessionStore:
         self,
         config: Optional[StoreConfig] = None,
         clock: Any = None,
-        backend: Optional[StorageBackend] = None,
+        storage: Optional[Storage] = None,
         memory_probe: Callable[[], int] = process_rss_bytes,
     ) -> None:
         from .clock import Clock
-        from .storage.memory import MemoryBackend
+        from .storage.memory import MemoryStorage
 
         self.config = config or StoreConfig()
-        self._compact = self.config.compact_variables
         self.telemetry = True
         """False when nobody receives telemetry (`telemetry: false` in `:hello`): the hottest
         calls (get_variable, get_variable_value, update_variable, get_variables) then skip
-        building their events, ~0.2 us of a 2.2 us get_variable. Other calls still return theirs,
-        and the server drops them."""
+        building their events. Other calls still return theirs, and the server drops them."""
         self.clock = clock or Clock()
-        self.backend: StorageBackend = backend if backend is not None else MemoryBackend()
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.tx: Any = None
+        """The open unit of work (`transact`), through which every call reads and writes."""
         self._memory_probe = memory_probe
-        self._variable_numbers = itertools.count(1)
-        self._last_variable_number = 0
-        self.sessions_created = self.sessions_deleted = self.sessions_expired = self.cleanup_runs = 0
-        self.global_programs_stored = self.global_programs_deleted = self.global_programs_expired = 0
 
     def reconfigure(self, config: StoreConfig, clock: Any) -> None:
-        """New settings (from `:hello`); records already stored keep their values.
-
-        Cached variable terms name the old struct module, so they are dropped when it changes."""
-        struct_changed = config.variable_struct is not self.config.variable_struct
+        """New settings (from `:hello`); records already stored keep their values."""
         self.config = config
-        self._compact = config.compact_variables
         self.clock = clock
-        if struct_changed:
-            for session_id in self.backend.session_ids():
-                session = self._session(session_id)
-                if session is not None:
-                    for variable in self.backend.iter_variables(session):
-                        variable.forget_rendered()
 
-    # helpers ------------------------------------------------------------------------------
+    # units of work -----------------------------------------------------------------------------
 
-    def _render_session(self, session: SessionRecord) -> dict:
-        return render_session(session, self.config.session_struct, self.config.variable_struct)
+    def transact(self, work: Callable[[], T], failed: Callable[[T], bool]) -> T:
+        """Run `work` (a call, and whatever must succeed with it, e.g. encoding its reply) as one
+        unit of work: committed unless `failed(outcome)` or it raises (then undone, and the
+        exception propagates). On `Conflict` (a shared backend), run it again on fresh data."""
+        storage = self.storage
+        for _ in range(MAX_CONFLICT_RETRIES):
+            tx = self.tx = storage.begin()
+            try:
+                outcome = work()
+                if failed(outcome):
+                    tx.rollback()
+                else:
+                    tx.commit()
+                return outcome
+            except Conflict:
+                tx.rollback()
+            except BaseException:
+                tx.rollback()
+                raise
+            finally:
+                self.tx = None
+        raise Conflict(f"still conflicting after {MAX_CONFLICT_RETRIES} attempts")
 
-    def _render_variable(self, variable: VariableRecord) -> Encoded:
-        """A variable as the variable-read calls answer with it: the struct, or the compact
-        tuple when the harness asked for it (`structs.compact_variable`)."""
-        if self._compact:
-            return encoded_compact_variable(variable, self.config.variable_struct)
-        return encoded_variable(variable, self.config.variable_struct)
+    def call(self, method: str, *args: Any) -> Result:
+        """`getattr(self, method)(*args)` as one unit of work (tests and tools; the sidecar goes
+        through `sidecar.calls` and the reply encoder inside its own `transact`)."""
+        bound = getattr(self, method)
+        try:
+            return self.transact(lambda: bound(*args), lambda outcome: is_error(outcome[0]))
+        except Conflict:
+            return CONFLICT, []
+
+    def flush(self) -> None:
+        """Make everything committed durable (the backend's group commit point)."""
+        self.storage.flush()
+
+    # helpers -----------------------------------------------------------------------------------
 
     def _session(self, session_id: Any) -> Optional[SessionRecord]:
-        """The session, or None (also for a session id that is not a binary)."""
+        """The session's header, or None (also for a session id that is not a binary)."""
         if type(session_id) is str or is_binary(session_id):
-            return self.backend.get_session(session_id)
+            return self.tx.get_session(session_id)
         return None
 
-    def _changed(self, session: SessionRecord, now: int) -> None:
-        """After a change (not a mere touch): touch, bump the revision, persist the header."""
-        session.last_accessed = now
-        session.revision += 1
-        self.backend.save_session_header(session)
+    def _touch(self, session: SessionRecord, now: int) -> None:
+        """A touch, skipped when it would change nothing (timestamps are whole seconds)."""
+        if session.last_accessed != now:
+            self.tx.touch_session(session.id, now)
 
-    def _find_variable(self, session: SessionRecord, ident: Any) -> Optional[VariableRecord]:
+    def _find_variable(self, session_id: Any, ident: Any) -> Optional[VariableRecord]:
         """`ident` as an id first, then as a name (both by string form)."""
         kind = type(ident)
         if kind is Atom:  # name_key's answers for the two common kinds, without the call
@@ -205,15 +228,15 @@ class SessionStore:
             key = name_key(ident)
             if key is None:
                 return None
-        return self.backend.find_variable(session, key)
+        return self.tx.find_variable(session_id, key)
 
-    def _new_variable_id(self, session: SessionRecord, key: str) -> str:
-        """"var_<name>_<n>", n from a counter that also jumps past imported ids' numbers."""
+    def _new_variable_id(self, session_id: Any, key: str) -> str:
+        """"var_<name>_<n>", n from the backend's counter (which also jumps past imported ids'
+        numbers), skipping an id the session already holds (put there by update_session)."""
+        tx = self.tx
         while True:
-            number = next(self._variable_numbers)
-            self._last_variable_number = number
-            var_id = f"var_{key}_{number}"
-            if self.backend.get_variable(session, var_id) is None:
+            var_id = f"var_{key}_{tx.next_variable_number()}"
+            if tx.get_variable(session_id, var_id) is None:
                 return var_id
 
     @staticmethod
@@ -223,13 +246,6 @@ class SessionStore:
         if match is None or len(match.group(1)) > 100:
             return None
         return int(match.group(1))
-
-    def _reserve_imported_number(self, number: Optional[int]) -> None:
-        """Never hand out an id equal to an imported one: a generated id ends in "_<n>" with n
-        above every imported id's trailing number, so no generated id can equal an imported one."""
-        if number is not None and number >= self._last_variable_number:
-            self._last_variable_number = number
-            self._variable_numbers = itertools.count(number + 1)
 
     def _check_value(self, session_id: Any, type_atom: Atom, value: Any, constraints: dict, events: list) -> tuple[bool, Any]:
         """Coerce and constraint-check; on rejection add its telemetry event and give the message.
@@ -250,9 +266,9 @@ class SessionStore:
             return False, rejected.message
         return True, coerced
 
-    def _variable_type(self, variable: VariableRecord) -> Atom:
-        """The stored type atom (a struct put back through update_session may hold a string)."""
-        return types.resolve_type(variable.type)
+    def _contents(self, session_id: Any) -> SessionContents:
+        """The whole session as the session calls answer with it."""
+        return self.tx.load_session(session_id)
 
     # sessions -----------------------------------------------------------------------------
 
@@ -274,64 +290,70 @@ class SessionStore:
             return _error(A("invalid_last_worker_id")), []
         if not is_integer(ttl) or ttl < 0:
             return _error(A("invalid_ttl")), []
+        tx = self.tx
         now = self.clock.now()
-        record = SessionRecord(
-            session_id,
-            now,
-            now,
-            ttl,
-            last_worker_id=last_worker_id,
-            programs=dict(programs),
-            metadata=metadata,
-            # beyond: programs given at creation are new programs, so they are counted
-            program_count=len(programs),
-        )
-        stored, inserted = self.backend.insert_session_if_absent(record)
+        # beyond: programs given at creation are new programs, so they are counted
+        header = SessionRecord(session_id, now, now, ttl, last_worker_id, metadata, program_count=len(programs))
+        _, inserted = tx.insert_session(header)
         if inserted:
-            self.sessions_created += 1
-        return (OK, self._render_session(stored)), []
+            for program_id, data in programs.items():
+                tx.put_program(session_id, program_id, data)
+            tx.count("sessions_created")
+        return (OK, self._contents(session_id)), []
 
     def get_session(self, session_id: Any) -> Result:
         session = self._session(session_id)
         if session is None:
             return NOT_FOUND, []
-        self.backend.touch_session(session, self.clock.now())
-        return (OK, self._render_session(session)), []
+        self._touch(session, self.clock.now())
+        return (OK, self._contents(session_id)), []
 
     def delete_session(self, session_id: Any) -> Result:
         # beyond: only a session that was there counts as deleted (the original counted every call)
-        if self.backend.delete_session(session_id):
-            self.sessions_deleted += 1
+        if self.tx.delete_session(session_id):
+            self.tx.count("sessions_deleted")
         return OK, []
 
     def session_exists(self, session_id: Any) -> Result:
         return self._session(session_id) is not None, []
 
     def list_sessions(self) -> Result:
-        return self.backend.session_ids(), []
+        return self.tx.session_ids(), []
 
-    def cleanup_expired_sessions(self, now: Optional[int] = None) -> Result:
+    def cleanup_expired_sessions(self, now: Optional[int] = None, limit: Optional[int] = None, count_run: bool = True) -> Result:
+        """Remove expired sessions (all of them, or up to `limit`: the periodic cleanup works in
+        steps, and counts one cleanup run for its first); answers how many were removed."""
+        tx = self.tx
         now = self.clock.now() if now is None else now
-        expired = self.backend.expired_session_ids(now)
-        removed = sum(1 for session_id in expired if self.backend.delete_session(session_id))
-        self.sessions_expired += removed
-        self.cleanup_runs += 1
+        expired = tx.expired_session_ids(now, tx.session_count() if limit is None else limit)
+        removed = sum(1 for session_id in expired if tx.delete_session_if_expired(session_id, now))
         if removed:
+            tx.count("sessions_expired", removed)
             log.debug("cleaned up %d expired sessions", removed)
+        if count_run:
+            tx.count("cleanup_runs")
         return removed, []
 
     def run_cleanup(self, now: Optional[int] = None) -> Result:
-        """The periodic cleanup: expired sessions, then global programs older than their TTL."""
+        """The periodic cleanup as one call: expired sessions, then global programs older than
+        their TTL."""
         now = self.clock.now() if now is None else now
         sessions, _ = self.cleanup_expired_sessions(now)
-        # same rule as sessions: expired when stored_at + ttl < now
-        programs = self.backend.delete_global_programs_stored_before(now - self.config.global_program_ttl)
-        self.global_programs_expired += programs
+        programs, _ = self.cleanup_global_programs(now)
         return {A("sessions"): sessions, A("global_programs"): programs}, []
 
+    def cleanup_global_programs(self, now: Optional[int] = None) -> Result:
+        """Drop global programs older than `global_program_ttl` (same rule as sessions:
+        expired when stored_at + ttl < now)."""
+        now = self.clock.now() if now is None else now
+        removed = self.tx.delete_global_programs_stored_before(now - self.config.global_program_ttl)
+        if removed:
+            self.tx.count("global_programs_expired", removed)
+        return removed, []
+
     def get_stats(self) -> Result:
-        stats = {A(counter): getattr(self, counter) for counter in _STORE_COUNTERS}
-        stats[A("current_sessions")] = self.backend.session_count()
+        stats = {A(name): value for name, value in self.tx.counters().items()}
+        stats[A("current_sessions")] = self.tx.session_count()
         stats[A("memory_usage_bytes")] = self._memory_probe()
         return stats, []
 
@@ -342,19 +364,19 @@ class SessionStore:
         # every later update_session's validation; reject it up front instead
         if not (worker_id is None or is_binary(worker_id)):
             return _error(A("invalid_last_worker_id")), []
+        tx = self.tx
         now = self.clock.now()
         session = self._session(session_id)
         if session is None:
-            record = SessionRecord(session_id, now, now, self.config.default_ttl, last_worker_id=worker_id)
-            session, inserted = self.backend.insert_session_if_absent(record)
+            header = SessionRecord(session_id, now, now, self.config.default_ttl, worker_id)
+            session, inserted = tx.insert_session(header)
             if inserted:
-                self.sessions_created += 1
+                tx.count("sessions_created")
                 return OK, []
         if session.last_worker_id == worker_id and type(session.last_worker_id) is type(worker_id):
-            self.backend.touch_session(session, now)
+            self._touch(session, now)
         else:
-            session.last_worker_id = worker_id
-            self._changed(session, now)
+            tx.session_changed(session_id, now, worker=worker_id)
         return OK, []
 
     # optimistic update_session (extension calls) ------------------------------------------
@@ -363,7 +385,7 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return NOT_FOUND, []
-        return (OK, self._render_session(session), session.revision), []
+        return (OK, self._contents(session_id), session.revision), []
 
     def put_session_if(self, session_id: Any, revision: int, term: Any) -> Result:
         session = self._session(session_id)
@@ -371,36 +393,39 @@ class SessionStore:
             return NOT_FOUND, []
         # a conflict is reported before validation: the term was computed from stale data
         if revision != session.revision:
-            return _error(A("conflict")), []
+            return CONFLICT, []
+        clock = self.clock
         try:
-            record = parse_session(term, self.config.session_struct, self.config.variable_struct)
+            contents = parse_session(term, self.config.session_struct, self.config.variable_struct, clock.from_beam)
         except InvalidSession as invalid:
             return _error(invalid.reason), []
+        header = contents.header
         # the store key is the given id; the id field follows it (a changed id would otherwise
         # leave a session that can only be found under a name it does not carry)
-        record.id = session_id
-        record.revision = session.revision + 1
-        record.last_accessed = self.clock.now()
-        self.backend.replace_session(record)
-        return (OK, self._render_session(record)), []
+        header.id = session_id
+        header.revision = session.revision + 1
+        header.last_accessed = clock.now()
+        if not self.tx.replace_session(contents, revision):  # compare-and-set on the revision
+            return CONFLICT, []
+        return (OK, self._contents(session_id)), []
 
     # global programs ----------------------------------------------------------------------
 
     def store_global_program(self, program_id: Any, data: Any) -> Result:
-        self.backend.put_global_program(program_id, data, self.clock.now())
-        self.global_programs_stored += 1
+        self.tx.put_global_program(program_id, data, self.clock.now())
+        self.tx.count("global_programs_stored")
         return OK, []
 
     def get_global_program(self, program_id: Any) -> Result:
-        entry = self.backend.get_global_program(program_id)
+        entry = self.tx.get_global_program(program_id)
         if entry is None:
             return NOT_FOUND, []
         return (OK, entry[0]), []
 
     def delete_global_program(self, program_id: Any) -> Result:
         # counted only when there was one (as delete_session)
-        if self.backend.delete_global_program(program_id):
-            self.global_programs_deleted += 1
+        if self.tx.delete_global_program(program_id):
+            self.tx.count("global_programs_deleted")
         return OK, []
 
     # session programs ---------------------------------------------------------------------
@@ -409,10 +434,10 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return NOT_FOUND, []
-        if self.backend.put_program(session, hashable_key(program_id), data):
-            # beyond: the original forgot to count programs stored through update_session
-            session.program_count += 1
-        self._changed(session, self.clock.now())
+        tx = self.tx
+        # beyond: the original forgot to count programs stored through update_session
+        added = 1 if tx.put_program(session_id, program_id, data) else 0
+        tx.session_changed(session_id, self.clock.now(), programs=added)
         return OK, []
 
     def update_program(self, session_id: Any, program_id: Any, data: Any) -> Result:
@@ -422,12 +447,12 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return NOT_FOUND, []
-        self.backend.touch_session(session, self.clock.now())
-        key = hashable_key(program_id)
+        found, data = self.tx.get_program(session_id, program_id)
         # beyond: a program stored as nil comes back as {:ok, nil} (the original said :not_found)
-        if key not in session.programs:
+        if not found:
             return NOT_FOUND, []
-        return (OK, session.programs[key]), []
+        self._touch(session, self.clock.now())
+        return (OK, data), []
 
     # variables ----------------------------------------------------------------------------
 
@@ -466,10 +491,11 @@ class SessionStore:
             metadata.update(extra_metadata or EMPTY_MAP)
         else:
             metadata = DEFAULT_METADATA
+        tx = self.tx
         now = self.clock.now()
         key = intern_name(key)
         variable = VariableRecord(
-            self._new_variable_id(session, key),
+            self._new_variable_id(session_id, key),
             intern_name(name),
             type_atom,
             checked,
@@ -479,10 +505,8 @@ class SessionStore:
             now,
             now,
         )
-        self.backend.put_variable(session, variable, key)
-        session.variable_count += 1
-        session.total_variable_updates += 1
-        self._changed(session, now)
+        tx.put_variable(session_id, variable, key)
+        tx.session_changed(session_id, now, variables=1, updates=1)
         events.append((EV_REGISTERED, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_TYPE: type_atom}))
         return (OK, variable.id), events
 
@@ -490,25 +514,21 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        variable = self._find_variable(session, ident)
+        variable = self._find_variable(session_id, ident)
         if variable is None:
             return NOT_FOUND, []
-        self.backend.touch_session(session, self.clock.now())
-        # _render_variable's caches, read without the call
-        rendered = variable.compact if self._compact else variable.rendered
-        if rendered is None:
-            rendered = self._render_variable(variable)
+        self._touch(session, self.clock.now())
         if not self.telemetry:
-            return (OK, rendered), NO_EVENTS
-        return (OK, rendered), [(EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})]
+            return (OK, variable), NO_EVENTS
+        return (OK, variable), [(EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})]
 
     def get_variable_value(self, session_id: Any, ident: Any, default: Any = None) -> Result:
         session = self._session(session_id)
-        variable = None if session is None else self._find_variable(session, ident)
+        variable = None if session is None else self._find_variable(session_id, ident)
         if variable is None:
             return default, []
         # as the original (it went through get_variable): a touch and a :get event
-        self.backend.touch_session(session, self.clock.now())
+        self._touch(session, self.clock.now())
         if not self.telemetry:
             return variable.value, NO_EVENTS
         return variable.value, [(EV_GET, {A_COUNT: 1}, {A_SESSION_ID: session_id, A_CACHE_HIT: False})]
@@ -531,26 +551,25 @@ class SessionStore:
         merged["updated_at"] = self.clock.utc_iso8601()
         return merged
 
-    def _apply_update(self, session: SessionRecord, variable: VariableRecord, value: Any, metadata: dict, now: int, events: list, type_atom: Atom) -> None:
-        variable.set_value(value, now, self._updated_metadata(variable, metadata))
-        self.backend.save_variable(session, variable)
-        session.total_variable_updates += 1
+    def _apply_update(self, session_id: Any, variable: VariableRecord, value: Any, metadata: dict, now: int, events: list, type_atom: Atom) -> None:
+        updated = variable.with_value(value, now, self._updated_metadata(variable, metadata))
+        self.tx.put_variable(session_id, updated, None)
         if self.telemetry:
-            events.append((EV_UPDATED, {A_COUNT: 1, A_VERSION: variable.version}, {A_SESSION_ID: session.id, A_TYPE: type_atom}))
+            events.append((EV_UPDATED, {A_COUNT: 1, A_VERSION: updated.version}, {A_SESSION_ID: session_id, A_TYPE: type_atom}))
 
-    def _validate_update(self, session: SessionRecord, ident: Any, value: Any, events: list) -> tuple:
+    def _validate_update(self, session_id: Any, ident: Any, value: Any, events: list) -> tuple:
         """(variable, coerced value, type atom) or (None, reason, None). Validation comes before
         the optimization lock check, as in the original."""
-        variable = self._find_variable(session, ident)
+        variable = self._find_variable(session_id, ident)
         if variable is None:
             return None, NOT_FOUND[1], None
         type_atom = variable.type
         if type_atom not in types.TYPE_ATOMS:  # e.g. "float", put back through update_session
             try:
-                type_atom = self._variable_type(variable)
+                type_atom = types.resolve_type(variable.type)
             except types.UnknownType:
                 return None, (A("unknown_type"), variable.type), None
-        accepted, checked = self._check_value(session.id, type_atom, value, variable.constraints, events)
+        accepted, checked = self._check_value(session_id, type_atom, value, variable.constraints, events)
         if not accepted:
             return None, checked, None
         if variable.optimization_status is not NOT_OPTIMIZING and variable.optimizing:
@@ -562,31 +581,31 @@ class SessionStore:
         if session is None:
             return SESSION_NOT_FOUND, []
         if not metadata:
-            answer = self._plain_update(session, ident, value)
+            answer = self._plain_update(session_id, ident, value)
             if answer is not None:
                 return answer
         events: list = []
-        variable, checked, type_atom = self._validate_update(session, ident, value, events)
+        variable, checked, type_atom = self._validate_update(session_id, ident, value, events)
         if variable is None:
             return _error(checked), events
         now = self.clock.now()
-        self._apply_update(session, variable, checked, metadata or EMPTY_MAP, now, events, type_atom)
-        self._changed(session, now)
+        self._apply_update(session_id, variable, checked, metadata or EMPTY_MAP, now, events, type_atom)
+        self.tx.session_changed(session_id, now, updates=1)
         return OK, events
 
-    def _plain_update(self, session: SessionRecord, ident: Any, value: Any) -> Optional[Result]:
+    def _plain_update(self, session_id: Any, ident: Any, value: Any) -> Optional[Result]:
         """The common update_variable, steps inlined: a variable found by its name or id whose
         type is one of the eight atoms, with no constraints, not being optimized, no metadata
         given, and a value its type accepts. None for anything else (the general path then
         decides, its telemetry events included). Same result, events and records as
         `_validate_update` + `_apply_update` (a Hypothesis differential test in
-        tests/test_hot_paths.py). Written out rather than calling `_apply_update`: that costs
-        0.15 of the 3.4 µs an update takes in-process."""
+        tests/test_hot_paths.py)."""
         kind = type(ident)
+        tx = self.tx
         if kind is Atom:
-            variable = self.backend.find_variable(session, ident.name)
+            variable = tx.find_variable(session_id, ident.name)
         elif kind is str:
-            variable = self.backend.find_variable(session, ident)
+            variable = tx.find_variable(session_id, ident)
         else:
             return None
         if variable is None or variable.optimization_status is not NOT_OPTIMIZING:
@@ -604,13 +623,12 @@ class SessionStore:
             return None
         clock = self.clock
         now = clock.now()
-        variable.set_value(checked, now, {**variable.metadata, "source": "elixir", "updated_at": clock.utc_iso8601()})
-        self.backend.save_variable(session, variable)
-        session.total_variable_updates += 1
-        self._changed(session, now)
+        updated = variable.with_value(checked, now, {**variable.metadata, "source": "elixir", "updated_at": clock.utc_iso8601()})
+        tx.put_variable(session_id, updated, None)
+        tx.session_changed(session_id, now, updates=1)
         if not self.telemetry:
             return OK, NO_EVENTS
-        return OK, [(EV_UPDATED, {A_COUNT: 1, A_VERSION: variable.version}, {A_SESSION_ID: session.id, A_TYPE: type_atom})]
+        return OK, [(EV_UPDATED, {A_COUNT: 1, A_VERSION: updated.version}, {A_SESSION_ID: session_id, A_TYPE: type_atom})]
 
     def update_variables(self, session_id: Any, updates: dict, options: Optional[dict] = None) -> Result:
         options = options or {}
@@ -628,9 +646,10 @@ class SessionStore:
         results: dict = {}
         failures: dict = {}
         planned: list = []
+        applied = 0
         for ident, value in updates.items():
             result_key = name_key(ident)
-            variable, checked, type_atom = self._validate_update(session, ident, value, events)
+            variable, checked, type_atom = self._validate_update(session_id, ident, value, events)
             if variable is None:
                 failures[result_key] = checked
                 results[result_key] = _error(checked)
@@ -638,21 +657,24 @@ class SessionStore:
                 planned.append((result_key, variable, checked, type_atom))
             else:
                 # non-atomic: each valid update is applied at once, in the map's order
-                self._apply_update(session, variable, checked, metadata, now, events, type_atom)
+                self._apply_update(session_id, variable, checked, metadata, now, events, type_atom)
                 results[result_key] = OK
-                planned.append(None)
+                applied += 1
         if atomic:
             # validation_failed (the telemetry event) was emitted per failing entry above
             if failures:
                 events.append(self._batch_update_event(session_id, updates, atomic))
                 return _error((A("validation_failed"), failures)), events
             for result_key, variable, checked, type_atom in planned:
-                self._apply_update(session, variable, checked, metadata, now, events, type_atom)
+                # the same variable named twice (by id and by name): update what is stored now
+                current = self.tx.get_variable(session_id, variable.id) or variable
+                self._apply_update(session_id, current, checked, metadata, now, events, type_atom)
                 results[result_key] = OK
-        if planned:  # something was applied
-            self._changed(session, now)
+                applied += 1
+        if applied:
+            self.tx.session_changed(session_id, now, updates=applied)
         else:
-            self.backend.touch_session(session, now)
+            self._touch(session, now)
         events.append(self._batch_update_event(session_id, updates, atomic))
         return (OK, results), events
 
@@ -664,32 +686,32 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        variable = self._find_variable(session, ident)
+        variable = self._find_variable(session_id, ident)
         if variable is None:
             return NOT_FOUND, []
         if variable.optimizing:
             return LOCKED, []
+        tx = self.tx
         key = name_key(variable.name)
         # beyond: the name index entry goes only if it points at this variable (the original
         # dropped it even when the name had been re-registered to a newer variable)
-        index_key = key if self.backend.indexed_variable_id(session, key) == variable.id else None
-        self.backend.delete_variable(session, variable, index_key)
-        session.variable_count -= 1
-        self._changed(session, self.clock.now())
+        index_key = key if tx.indexed_variable_id(session_id, key) == variable.id else None
+        tx.delete_variable(session_id, variable.id, index_key)
+        tx.session_changed(session_id, self.clock.now(), variables=-1)
         return OK, [(EV_DELETED, {A_COUNT: 1}, {A_SESSION_ID: session_id})]
 
     def list_variables(self, session_id: Any, pattern: Any = None) -> Result:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        variables: Iterable[VariableRecord] = self.backend.iter_variables(session)
+        variables: Iterable[VariableRecord] = self.tx.variables(session_id)
         if pattern is not None:
             matcher = self._name_matcher(pattern)
             if matcher is None:
                 return _error((A("invalid_pattern"), pattern)), []
-            variables = (var for var in variables if matcher(name_key(var.name)))
+            variables = [var for var in variables if matcher(name_key(var.name))]
         # registration order (beyond: the original sorted by whole seconds, ties in any order)
-        return (OK, [self._render_variable(var) for var in variables]), []
+        return (OK, variables), []
 
     @staticmethod
     def _name_matcher(pattern: Any) -> Optional[Callable[[Any], bool]]:
@@ -717,12 +739,12 @@ class SessionStore:
         found: dict = {}
         missing: list = []
         for ident in idents:
-            variable = self._find_variable(session, ident)
+            variable = self._find_variable(session_id, ident)
             if variable is None:
                 missing.append(name_key(ident))
             else:
-                found[name_key(ident)] = self._render_variable(variable)
-        self.backend.touch_session(session, self.clock.now())
+                found[name_key(ident)] = variable
+        self._touch(session, self.clock.now())
         # batch_get's count is the number of identifiers requested (found ones: map_size(found))
         if not self.telemetry:
             return (OK, {A("found"): found, A("missing"): missing}), NO_EVENTS
@@ -733,37 +755,42 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        return (OK, [export_variable(var) for var in self.backend.iter_variables(session)]), []
+        return (OK, self.tx.variables(session_id)), []
 
     def import_variables(self, session_id: Any, maps: list) -> Result:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
+        tx = self.tx
         records = []
         for position, term in enumerate(maps):
             try:
-                record = parse_imported_variable(term)
+                record = parse_imported_variable(term, self.clock.from_beam)
             except InvalidImport as invalid:
                 # nothing is imported when any map is invalid; position is 0-based
                 return _error((A("invalid_variable"), position, invalid.message)), []
-            existing = self.backend.get_variable(session, record.id)
+            existing = tx.get_variable(session_id, record.id)
             if existing is not None and existing.optimizing:
                 return _error((A("variable_locked_for_optimization"), record.id)), []
             records.append(record)
         # everything was checked: from here on nothing can fail
+        added = 0
         for record in records:
-            self._reserve_imported_number(self._imported_id_number(record.id))
-            existing = self.backend.get_variable(session, record.id)
+            number = self._imported_id_number(record.id)
+            if number is not None:
+                # never hand out an id equal to an imported one: generated ids end in "_<n>"
+                # with n above every imported id's trailing number
+                tx.reserve_variable_number(number)
+            existing = tx.get_variable(session_id, record.id)
             if existing is not None:
                 old_key = name_key(existing.name)
-                if self.backend.indexed_variable_id(session, old_key) == existing.id:
-                    self.backend.delete_variable(session, existing, old_key)
-            key = intern_name(name_key(record.name))
-            if self.backend.put_variable(session, record, key):
-                session.variable_count += 1
-            session.total_variable_updates += 1
+                if tx.indexed_variable_id(session_id, old_key) == existing.id:
+                    tx.delete_variable(session_id, existing.id, old_key)
+                    added -= 1
+            if tx.put_variable(session_id, record, intern_name(name_key(record.name))):
+                added += 1
         if records:
-            self._changed(session, self.clock.now())
+            tx.session_changed(session_id, self.clock.now(), variables=added, updates=len(records))
         log.info("imported %d variables into session %r", len(records), session_id)
         return (OK, len(records)), []
 
@@ -773,30 +800,27 @@ class SessionStore:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        variable = self._find_variable(session, ident)
+        variable = self._find_variable(session_id, ident)
         if variable is None:
             return NOT_FOUND, []
         if variable.optimizing:
             return _error(A("already_optimizing")), []
         now = self.clock.now()
-        variable.set_optimization_status(
-            {A("optimizing"): True, A("optimizer_id"): optimizer_id, A("optimizer_pid"): optimizer_pid, A("started_at"): now}
-        )
-        self.backend.save_variable(session, variable)
-        self._changed(session, now)
+        status = {A("optimizing"): True, A("optimizer_id"): optimizer_id, A("optimizer_pid"): optimizer_pid, A("started_at"): now}
+        self.tx.put_variable(session_id, variable.with_optimization_status(status), None)
+        self.tx.session_changed(session_id, now)
         return OK, []
 
     def end_optimization(self, session_id: Any, ident: Any) -> Result:
         session = self._session(session_id)
         if session is None:
             return SESSION_NOT_FOUND, []
-        variable = self._find_variable(session, ident)
+        variable = self._find_variable(session_id, ident)
         if variable is None:
             return NOT_FOUND, []
         if variable.optimization_status is not NOT_OPTIMIZING:
-            variable.set_optimization_status(NOT_OPTIMIZING)
-            self.backend.save_variable(session, variable)
-            self._changed(session, self.clock.now())
+            self.tx.put_variable(session_id, variable.with_optimization_status(NOT_OPTIMIZING), None)
+            self.tx.session_changed(session_id, self.clock.now())
         return OK, []
 
     # misc ---------------------------------------------------------------------------------
@@ -806,9 +830,7 @@ class SessionStore:
 
     def reset(self) -> Result:
         """Test-only: forget every session, program and counter (one sidecar serves many tests)."""
-        self.backend = type(self.backend)()
-        for counter in _STORE_COUNTERS:
-            setattr(self, counter, 0)
+        self.storage.reset()
         return OK, []
 
     def advance_clock(self, seconds: int) -> Result:

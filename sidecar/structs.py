@@ -1,15 +1,16 @@
-"""Sessions and variables as Elixir struct terms (maps with `__struct__`), and parsed back.
+"""Records as Elixir terms (struct maps with `__struct__`, export maps), and terms parsed back.
 
-Rendering is per-variable work only, and cached: a variable's struct is encoded once and the
-bytes are kept (as a `terms.Encoded`) in its record's `rendered` slot until the record changes
-(records clear it on every mutation). Rendered terms share the record's immutable maps: treat
-every rendered term as read-only.
+This is the boundary between storage records and what Elixir sees, times included: records
+hold storage time, Elixir sees its own monotonic seconds, so every function takes the
+clock's `to_beam` (rendering) or `from_beam` (parsing); both default to no translation.
+Rendered terms share the record's immutable maps: treat every rendered term as read-only.
+Caching the encoded forms is `sidecar.replies`' job.
 
 A variable also has a compact form, the one the variable-read calls answer with when the
 harness asked for it (`:compact_variables` in `:hello`, docs/protocol.md): the struct's values in
 a tuple led by the struct module, the default optimization status as `nil`. The harness turns it
 back into the struct; decoding it costs the BEAM about a quarter of decoding the struct (the
-struct's 16 key atoms are what cost). It is cached the same way, in the `compact` slot.
+struct's 16 key atoms are what cost).
 
 Parsing is the boundary for terms coming back from Elixir: `parse_session` (put_session_if,
 validated like the original's `Session.validate`) and `parse_imported_variable`
@@ -19,15 +20,22 @@ validated like the original's `Session.validate`) and `parse_imported_variable`
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from . import types
 from .elixir_inspect import inspect
-from .storage.base import EMPTY_LIST, EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord
-from .codec import encode_body
-from .terms import Atom, Encoded, to_string
+from .storage.base import (
+    EMPTY_LIST,
+    EMPTY_MAP,
+    NOT_OPTIMIZING,
+    SessionContents,
+    SessionRecord,
+    VariableRecord,
+    is_default_status,
+)
+from .terms import Atom, hashable_key, to_string
 
 A_STRUCT = Atom("__struct__")
 A_ID = Atom("id")
@@ -51,6 +59,15 @@ A_STATS = Atom("stats")
 A_VARIABLE_COUNT = Atom("variable_count")
 A_PROGRAM_COUNT = Atom("program_count")
 A_TOTAL_VARIABLE_UPDATES = Atom("total_variable_updates")
+A_STARTED_AT = Atom("started_at")
+
+
+def _same(term: Any) -> Any:
+    return term
+
+
+TimeMap = Callable[[Any], Any]
+"""A clock's `to_beam` or `from_beam` (an integer time translated, anything else unchanged)."""
 
 
 def is_integer(term: Any) -> bool:
@@ -85,34 +102,23 @@ def intern_name(name: Any) -> Any:
 # rendering --------------------------------------------------------------------------------
 
 
-def encoded_variable(variable: VariableRecord, variable_struct: Atom) -> Encoded:
-    """The variable's struct term, encoded once and cached on the record until it changes.
-
-    A read of an unchanged variable then costs a lookup instead of an encoding of the struct
-    (about 6 us of the 13 us of Python a get_variable costs, docs/benchmarks.md).
-    """
-    cached = variable.rendered
-    if cached is None:
-        cached = variable.rendered = Encoded(encode_body(render_variable(variable, variable_struct)))
-    return cached
+def _status(status: Any, to_beam: TimeMap) -> Any:
+    """An optimization status with its `started_at` on the BEAM's clock."""
+    if status is NOT_OPTIMIZING or type(status) is not dict or type(status.get(A_STARTED_AT)) is not int:
+        return status
+    return {**status, A_STARTED_AT: to_beam(status[A_STARTED_AT])}
 
 
-def encoded_compact_variable(variable: VariableRecord, variable_struct: Atom) -> Encoded:
-    """`compact_variable`'s tuple, encoded once and cached on the record until it changes."""
-    cached = variable.compact
-    if cached is None:
-        cached = variable.compact = Encoded(encode_body(compact_variable(variable, variable_struct)))
-    return cached
-
-
-def compact_variable(variable: VariableRecord, variable_struct: Atom) -> tuple:
+def compact_variable(variable: VariableRecord, variable_struct: Atom, to_beam: TimeMap = _same) -> tuple:
     """`{module, id, name, type, value, constraints, metadata, version, created_at,
     last_updated_at, optimization_status, access_rules}`: the struct's fields in their
     declaration order, led by its module; an optimization status equal to the default one is
     `nil` (a status is always a map, so `nil` is unambiguous)."""
     status = variable.optimization_status
-    if status is NOT_OPTIMIZING or _is_default_status(status):
+    if status is NOT_OPTIMIZING or is_default_status(status):
         status = None
+    else:
+        status = _status(status, to_beam)
     return (
         variable_struct,
         variable.id,
@@ -122,8 +128,8 @@ def compact_variable(variable: VariableRecord, variable_struct: Atom) -> tuple:
         variable.constraints,
         variable.metadata,
         variable.version,
-        variable.created_at,
-        variable.last_updated_at,
+        to_beam(variable.created_at),
+        to_beam(variable.last_updated_at),
         status,
         variable.access_rules,
     )
@@ -160,21 +166,7 @@ def expand_compact_variable(term: Any) -> Optional[dict]:
     return struct
 
 
-def _is_default_status(status: Any) -> bool:
-    """Exactly the default status: the same four atom keys, each value the same object (`==`
-    would take `optimizing: 0` or `0.0` for `false`, and the harness would give back `false`)."""
-    if type(status) is not dict or len(status) != len(NOT_OPTIMIZING):
-        return False
-    for key, value in NOT_OPTIMIZING.items():
-        if status.get(key, _ABSENT) is not value:
-            return False
-    return True
-
-
-_ABSENT = object()
-
-
-def render_variable(variable: VariableRecord, variable_struct: Atom) -> dict:
+def render_variable(variable: VariableRecord, variable_struct: Atom, to_beam: TimeMap = _same) -> dict:
     """The variable's struct term (a fresh map sharing the record's immutable maps)."""
     return {
         A_STRUCT: variable_struct,
@@ -185,35 +177,59 @@ def render_variable(variable: VariableRecord, variable_struct: Atom) -> dict:
         A_CONSTRAINTS: variable.constraints,
         A_METADATA: variable.metadata,
         A_VERSION: variable.version,
-        A_CREATED_AT: variable.created_at,
-        A_LAST_UPDATED_AT: variable.last_updated_at,
-        A_OPTIMIZATION_STATUS: variable.optimization_status,
+        A_CREATED_AT: to_beam(variable.created_at),
+        A_LAST_UPDATED_AT: to_beam(variable.last_updated_at),
+        A_OPTIMIZATION_STATUS: _status(variable.optimization_status, to_beam),
         A_ACCESS_RULES: variable.access_rules,
     }
 
 
-def render_session(session: SessionRecord, session_struct: Atom, variable_struct: Atom) -> dict:
-    """The session's struct term. Maps the store keeps mutating are copied."""
+def render_session(
+    contents: SessionContents,
+    session_struct: Atom,
+    variable_struct: Atom,
+    to_beam: TimeMap = _same,
+    variable_term: Optional[Callable[[VariableRecord], Any]] = None,
+) -> dict:
+    """The session's struct term. `variable_term` renders each variable (default:
+    `render_variable`; the reply layer passes its cache)."""
+    header = contents.header
+    if variable_term is None:
+
+        def variable_term(variable: VariableRecord) -> Any:
+            return render_variable(variable, variable_struct, to_beam)
+
+    programs: dict = {}
+    for program_id, data in contents.programs:
+        key = hashable_key(program_id)
+        programs[key if key not in programs else _distinct_key(key)] = data
     return {
         A_STRUCT: session_struct,
-        A_ID: session.id,
-        A_CREATED_AT: session.created_at,
-        A_LAST_ACCESSED: session.last_accessed,
-        A_LAST_WORKER_ID: session.last_worker_id,
-        A_TTL: session.ttl,
-        A_PROGRAMS: dict(session.programs),
-        A_VARIABLES: {vid: encoded_variable(var, variable_struct) for vid, var in session.variables.items()},
-        A_VARIABLE_INDEX: dict(session.variable_index),
-        A_METADATA: session.metadata,
+        A_ID: header.id,
+        A_CREATED_AT: to_beam(header.created_at),
+        A_LAST_ACCESSED: to_beam(header.last_accessed),
+        A_LAST_WORKER_ID: header.last_worker_id,
+        A_TTL: header.ttl,
+        A_PROGRAMS: programs,
+        A_VARIABLES: {var.id: variable_term(var) for var in contents.variables},
+        A_VARIABLE_INDEX: dict(contents.index),
+        A_METADATA: header.metadata,
         A_STATS: {
-            A_VARIABLE_COUNT: session.variable_count,
-            A_PROGRAM_COUNT: session.program_count,
-            A_TOTAL_VARIABLE_UPDATES: session.total_variable_updates,
+            A_VARIABLE_COUNT: header.variable_count,
+            A_PROGRAM_COUNT: header.program_count,
+            A_TOTAL_VARIABLE_UPDATES: header.total_variable_updates,
         },
     }
 
 
-def export_variable(variable: VariableRecord) -> dict:
+def _distinct_key(key: Any) -> Any:
+    """A program id Python takes for an earlier one (1 and 1.0) kept apart in the map."""
+    from .terms import StrictKey
+
+    return StrictKey(key)
+
+
+def export_variable(variable: VariableRecord, to_beam: TimeMap = _same) -> dict:
     """`Variable.to_export_map/1`: atom keys, the name as a string."""
     key = name_key(variable.name)
     return {
@@ -224,8 +240,8 @@ def export_variable(variable: VariableRecord) -> dict:
         A_CONSTRAINTS: variable.constraints,
         A_METADATA: variable.metadata,
         A_VERSION: variable.version,
-        A_CREATED_AT: variable.created_at,
-        A_LAST_UPDATED_AT: variable.last_updated_at,
+        A_CREATED_AT: to_beam(variable.created_at),
+        A_LAST_UPDATED_AT: to_beam(variable.last_updated_at),
     }
 
 
@@ -244,12 +260,17 @@ def _shared_if_empty(term: dict) -> dict:
     return EMPTY_MAP if not term else term
 
 
-def _shared_status(status: dict) -> dict:
-    """Reuse the shared default optimization_status when it is exactly that (memory)."""
-    return NOT_OPTIMIZING if _is_default_status(status) else status
+def _parsed_status(status: dict, from_beam: TimeMap) -> dict:
+    """A status from Elixir: the shared default when it is exactly that (memory), else with its
+    `started_at` in storage time."""
+    if is_default_status(status):
+        return NOT_OPTIMIZING
+    if type(status.get(A_STARTED_AT)) is int:
+        return {**status, A_STARTED_AT: from_beam(status[A_STARTED_AT])}
+    return status
 
 
-def parse_variable_struct(vid: Any, term: Any, variable_struct: Atom) -> VariableRecord:
+def parse_variable_struct(vid: Any, term: Any, variable_struct: Atom, from_beam: TimeMap = _same) -> VariableRecord:
     """A variable struct (a value of a session's `variables`) back into a record."""
     invalid = InvalidSession(Atom("invalid_variables"))
     if not isinstance(term, dict) or term.get(A_STRUCT) is not variable_struct:
@@ -285,9 +306,9 @@ def parse_variable_struct(vid: Any, term: Any, variable_struct: Atom) -> Variabl
         _shared_if_empty(constraints),
         _shared_if_empty(metadata),
         version,
-        term.get(A_CREATED_AT),
-        term.get(A_LAST_UPDATED_AT),
-        _shared_status(status),
+        from_beam(term.get(A_CREATED_AT)),
+        from_beam(term.get(A_LAST_UPDATED_AT)),
+        _parsed_status(status, from_beam),
         access_rules if access_rules else EMPTY_LIST,
     )
 
@@ -299,8 +320,8 @@ def _parse_stats(stats: Any) -> tuple[int, int, int]:
     return stats[A_VARIABLE_COUNT], stats[A_PROGRAM_COUNT], stats[A_TOTAL_VARIABLE_UPDATES]
 
 
-def parse_session(term: Any, session_struct: Atom, variable_struct: Atom) -> SessionRecord:
-    """A session struct from Elixir, validated in `Session.validate/1`'s order, as a new record.
+def parse_session(term: Any, session_struct: Atom, variable_struct: Atom, from_beam: TimeMap = _same) -> SessionContents:
+    """A session struct from Elixir, validated in `Session.validate/1`'s order, as new records.
 
     Beyond the original's checks (it could not get these wrong in-process), `variables` must map
     ids to variable structs, `variable_index` must be a map and `stats` must hold the three
@@ -339,21 +360,20 @@ def parse_session(term: Any, session_struct: Atom, variable_struct: Atom) -> Ses
     if not isinstance(variable_index, dict):
         raise InvalidSession(Atom("invalid_variable_index"))
     variable_count, program_count, total_updates = _parse_stats(get(A_STATS))
-    variables = {vid: parse_variable_struct(vid, var, variable_struct) for vid, var in variables_term.items()}
-    return SessionRecord(
+    variables = [parse_variable_struct(vid, var, variable_struct, from_beam) for vid, var in variables_term.items()]
+    header = SessionRecord(
         session_id,
-        created_at,
-        last_accessed,
+        from_beam(created_at),
+        from_beam(last_accessed),
         ttl,
         last_worker_id=last_worker_id,
-        programs=dict(programs),
-        variables=variables,
-        variable_index={intern_name(key): vid for key, vid in variable_index.items()},
         metadata=metadata,
         variable_count=variable_count,
         program_count=program_count,
         total_variable_updates=total_updates,
     )
+    index = {intern_name(key): vid for key, vid in variable_index.items()}
+    return SessionContents(header, variables, index, list(programs.items()))
 
 
 # parsing imported variables (import_variables) --------------------------------------------
@@ -368,6 +388,7 @@ IMPORT_FIELDS = (
     "version",
     "created_at",
     "last_updated_at",
+    "optimization_status",
     "access_rules",
 )
 
@@ -386,6 +407,7 @@ class ImportedVariable(BaseModel):
     version: int = 0
     created_at: int
     last_updated_at: Optional[int] = None
+    optimization_status: Optional[dict] = None
     access_rules: list = []
 
     @field_validator("id")
@@ -438,9 +460,9 @@ def _first_error(error: ValidationError) -> str:
     return f"{where}: {detail['msg']}"
 
 
-def parse_imported_variable(term: Any) -> VariableRecord:
+def parse_imported_variable(term: Any, from_beam: TimeMap = _same) -> VariableRecord:
     """Validate one import map (shape with pydantic, then type, value and constraints with the
-    type rules) and build its record. Raises InvalidImport."""
+    type rules) and build its record, its times in storage time. Raises InvalidImport."""
     if not isinstance(term, dict):
         raise InvalidImport("must be a map")
     try:
@@ -456,7 +478,9 @@ def parse_imported_variable(term: Any) -> VariableRecord:
     except types.ValueRejected as rejected:
         raise InvalidImport(f"value: {rejected.message}") from None
     last_updated_at = model.created_at if model.last_updated_at is None else model.last_updated_at
-    # imported variables start unlocked: an optimizer of another session/time holds no lock here
+    # as the original's Variable.new/1 (struct!/2 of the map): an optimization status in the map
+    # is kept, so a variable exported (as its struct's map) while locked is still locked
+    status = NOT_OPTIMIZING if model.optimization_status is None else _parsed_status(model.optimization_status, from_beam)
     return VariableRecord(
         model.id,
         intern_name(model.name),
@@ -465,8 +489,8 @@ def parse_imported_variable(term: Any) -> VariableRecord:
         _shared_if_empty(model.constraints),
         _shared_if_empty(model.metadata),
         model.version,
-        model.created_at,
-        last_updated_at,
-        NOT_OPTIMIZING,
+        from_beam(model.created_at),
+        from_beam(last_updated_at),
+        status,
         model.access_rules if model.access_rules else EMPTY_LIST,
     )

@@ -1,9 +1,9 @@
 """Shared fixtures: `client` runs every contract test in-process (answering with structs, and
-with compact variables expanded as the harness does) and, when the subprocess client
-(tests/client.py, `SubprocessClient`) is available, against a real sidecar process too.
+with compact variables expanded as the harness does) and against a real sidecar process, each
+on every storage backend (tests/backends.py: memory, copying, SQLite).
 
-The subprocess sidecar is started once per test run and emptied between tests with the
-test-only `__reset__` call (starting a Python process per test would cost ~0.25 s each);
+A subprocess sidecar is started once per backend per test run and emptied between tests with
+the test-only `__reset__` call (starting a Python process per test would cost ~0.25 s each);
 it is restarted if a test left it unusable.
 """
 
@@ -23,6 +23,7 @@ settings.load_profile("project")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests' helper modules
 
+from backends import BACKENDS, remove_sqlite_files, storage_option  # noqa: E402
 from inprocess_client import Client  # noqa: E402
 from sidecar.terms import Atom  # noqa: E402
 
@@ -35,10 +36,12 @@ CLIENT_KINDS = ["inprocess", "compact"] + (["subprocess"] if SubprocessClient is
 
 
 class _SharedSidecar:
-    """One subprocess sidecar for the whole run, reset before each test."""
+    """One subprocess sidecar per backend for the whole run, reset before each test."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "memory") -> None:
         self.client: Any = None
+        self.backend = backend
+        self.storage = storage_option(backend)
 
     def fresh(self) -> Any:
         if self.client is not None:
@@ -49,7 +52,8 @@ class _SharedSidecar:
             except Exception:
                 pass
             self.close()
-        self.client = SubprocessClient()
+        remove_sqlite_files(self.storage)
+        self.client = SubprocessClient("--storage", self.storage)
         return self.client
 
     def close(self) -> None:
@@ -58,20 +62,48 @@ class _SharedSidecar:
                 self.client.close()
             finally:
                 self.client = None
+        remove_sqlite_files(self.storage)
+
+
+class _SharedSidecars:
+    """The shared subprocess sidecars, one per backend, started when first asked for."""
+
+    def __init__(self) -> None:
+        self.by_backend: dict[str, _SharedSidecar] = {}
+
+    def fresh(self, backend: str) -> Any:
+        if backend not in self.by_backend:
+            self.by_backend[backend] = _SharedSidecar(backend)
+        return self.by_backend[backend].fresh()
+
+    def close(self) -> None:
+        for shared in self.by_backend.values():
+            shared.close()
 
 
 @pytest.fixture(scope="session")
-def shared_sidecar() -> Iterator[_SharedSidecar]:
-    shared = _SharedSidecar()
+def shared_sidecars() -> Iterator[_SharedSidecars]:
+    shared = _SharedSidecars()
     yield shared
     shared.close()
 
 
-@pytest.fixture(params=CLIENT_KINDS)
+@pytest.fixture(scope="session")
+def shared_sidecar(shared_sidecars: _SharedSidecars) -> Iterator[_SharedSidecar]:
+    """The memory-backed shared sidecar (tests that are about the process, not the storage)."""
+    shared_sidecars.fresh("memory")
+    yield shared_sidecars.by_backend["memory"]
+
+
+CLIENT_PARAMS = [pytest.param((kind, backend), id=f"{kind}-{backend}") for backend in BACKENDS for kind in CLIENT_KINDS]
+
+
+@pytest.fixture(params=CLIENT_PARAMS)
 def client(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param in ("inprocess", "compact"):
-        made = Client(compact_variables=request.param == "compact")
+    kind, backend = request.param
+    if kind in ("inprocess", "compact"):
+        made = Client(storage=backend, compact_variables=kind == "compact")
         yield made
         made.close()
     else:
-        yield request.getfixturevalue("shared_sidecar").fresh()
+        yield request.getfixturevalue("shared_sidecars").fresh(backend)

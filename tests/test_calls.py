@@ -11,8 +11,8 @@ from inprocess_client import Client
 from sidecar import calls
 from sidecar.clock import Clock, FakeClock
 from sidecar.config import StoreConfig
-from sidecar.storage.memory import MemoryBackend
-from sidecar.store import SessionStore
+from sidecar.storage.memory import MemoryStorage
+from sidecar.store import SessionStore, is_error
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 
@@ -153,10 +153,10 @@ def test_reset_forgets_everything():
 
 def test_advance_clock_on_a_real_clock_adds_an_offset():
     ticks = iter([100.0, 100.4, 100.9])
-    clock = Clock(beam_monotonic_at_start=-50, monotonic=lambda: next(ticks))
-    assert clock.now() == -50
+    clock = Clock(beam_monotonic_at_start=-50, monotonic=lambda: next(ticks), wall=lambda: 1_800_000_000.5)
+    assert clock.to_beam(clock.now()) == -50
     clock.advance(7)
-    assert clock.now() == -43
+    assert clock.to_beam(clock.now()) == -43
 
 
 def test_a_defect_becomes_internal_error_and_leaves_the_store_as_it_was(monkeypatch, caplog):
@@ -168,7 +168,7 @@ def test_a_defect_becomes_internal_error_and_leaves_the_store_as_it_was(monkeypa
     def broken(*_args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(MemoryBackend, "find_variable", broken)
+    monkeypatch.setattr(MemoryStorage, "find_variable", broken)
     with caplog.at_level(logging.ERROR, logger="sidecar.calls"):
         result = client.call("update_variable", "s1", "t", 0.7)
     assert result[0] is ERROR and result[1][0] is A("internal_error")
@@ -181,8 +181,8 @@ def test_a_defect_becomes_internal_error_and_leaves_the_store_as_it_was(monkeypa
 
 def test_dispatch_never_raises_nor_hits_a_defect_on_odd_input():
     store = SessionStore(StoreConfig(enable_test_calls=True), FakeClock())
-    store.create_session("s", {})
-    store.register_variable("s", "v", A("integer"), 1, {})
+    store.call("create_session", "s", {})
+    store.call("register_variable", "s", "v", A("integer"), 1, {})
     odd_args = [None, "x", 1, (1,), {A("a"): 1}]
     arg_lists = (
         [], [None], ["s"], ["s", None], ["s", "v"], ["s", None, None], ["s", "v", None],
@@ -191,7 +191,7 @@ def test_dispatch_never_raises_nor_hits_a_defect_on_odd_input():
     )  # fmt: skip
     for name in list(calls.CALLS) + [A("nope"), None, 3]:
         for args in arg_lists:
-            result, events = calls.dispatch(store, name, list(args))
+            result, events = store.transact(lambda: calls.dispatch(store, name, list(args)), lambda o: is_error(o[0]))
             assert isinstance(events, list)
             if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], tuple):
                 assert result[1][:1] != (A("internal_error"),), (name, args, result)

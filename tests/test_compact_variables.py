@@ -15,6 +15,7 @@ from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.config import DEFAULT_VARIABLE_STRUCT, StoreConfig
+from sidecar.replies import Replies
 from sidecar.server import Sidecar
 from sidecar.storage.base import NOT_OPTIMIZING, VariableRecord
 from sidecar.store import SessionStore
@@ -27,21 +28,38 @@ def wire(term):
     return codec.decode(codec.encode(term))
 
 
-def stores() -> tuple[SessionStore, SessionStore]:
+class Answering:
+    """A store with its reply layer: `raw(function, *args)` is the wire term it answers with."""
+
+    def __init__(self, compact: bool) -> None:
+        config = StoreConfig(compact_variables=compact)
+        self.store = SessionStore(config, FakeClock(-576_460_000))
+        self.replies = Replies(config, self.store.clock)
+
+    def raw(self, function: str, *args):
+        method = {"has_variable?": "has_variable"}.get(function, function)
+        result, _events = self.store.call(method, *args)
+        return self.replies.render(A(function), result)
+
+    def reconfigure(self, config: StoreConfig) -> None:
+        self.store.reconfigure(config, self.store.clock)
+        self.replies.configure(config, self.store.clock)
+
+
+def stores() -> tuple[Answering, Answering]:
     """Two stores fed the same calls: one answering with structs, one with compact tuples."""
     made = []
     for compact in (False, True):
-        store = SessionStore(StoreConfig(compact_variables=compact), FakeClock(-576_460_000))
-        store.create_session("s", {})
-        store.register_variable("s", A("t"), A("float"), 0.5, {A("constraints"): {A("min"): 0.0}})
-        store.register_variable("s", "n", A("integer"), 1, {A("metadata"): {"k": [1, 2.0]}})
-        made.append(store)
+        answering = Answering(compact)
+        answering.raw("create_session", "s", {})
+        answering.raw("register_variable", "s", A("t"), A("float"), 0.5, {A("constraints"): {A("min"): 0.0}})
+        answering.raw("register_variable", "s", "n", A("integer"), 1, {A("metadata"): {"k": [1, 2.0]}})
+        made.append(answering)
     return made[0], made[1]
 
 
-def call(store: SessionStore, function: str, *args):
-    result, _events = getattr(store, function)(*args)
-    return wire(result)
+def call(answering: Answering, function: str, *args):
+    return wire(answering.raw(function, *args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,13 +114,13 @@ def test_other_answers_do_not_change(function, args):
 def test_a_non_default_optimization_status_travels_as_its_map():
     full, compact = stores()
     for store in (full, compact):
-        assert store.start_optimization("s", "t", "opt-1", None)[0] is OK
+        assert store.raw("start_optimization", "s", "t", "opt-1", None) is OK
     (_, variable) = call(compact, "get_variable", "s", "t")
     status = variable[10]
     assert status[A("optimizing")] is True and status[A("optimizer_id")] == "opt-1"
     assert term_equal(harness_expand_result("get_variable", (OK, variable)), call(full, "get_variable", "s", "t"))
     for store in (full, compact):
-        assert store.end_optimization("s", "t")[0] is OK
+        assert store.raw("end_optimization", "s", "t") is OK
     (_, variable) = call(compact, "get_variable", "s", "t")
     assert variable[10] is None or term_equal(variable[10], ELIXIR_DEFAULT_STATUS)
     assert term_equal(harness_expand_result("get_variable", (OK, variable)), call(full, "get_variable", "s", "t"))
@@ -130,24 +148,24 @@ def test_only_exactly_the_default_status_is_sent_as_nil(status):
 
 def test_the_compact_cache_follows_every_change():
     _, compact = stores()
-    first = compact.get_variable("s", "t")[0][1]
-    assert compact.get_variable("s", "t")[0][1] is first  # cached
-    compact.update_variable("s", "t", 0.75, {})
-    updated = wire(compact.get_variable("s", "t")[0][1])
+    first = compact.raw("get_variable", "s", "t")[1]
+    assert compact.raw("get_variable", "s", "t")[1] is first  # cached
+    compact.raw("update_variable", "s", "t", 0.75, {})
+    updated = wire(compact.raw("get_variable", "s", "t")[1])
     assert updated[4] == 0.75 and updated[7] == 1
-    compact.start_optimization("s", "t", "o", None)
-    assert wire(compact.get_variable("s", "t")[0][1])[10][A("optimizing")] is True
-    compact.reconfigure(compact.config.model_copy(update={"variable_struct": A("Elixir.My.Var")}), compact.clock)
-    assert wire(compact.get_variable("s", "t")[0][1])[0] is A("Elixir.My.Var")
+    compact.raw("start_optimization", "s", "t", "o", None)
+    assert wire(compact.raw("get_variable", "s", "t")[1])[10][A("optimizing")] is True
+    compact.reconfigure(compact.store.config.model_copy(update={"variable_struct": A("Elixir.My.Var")}))
+    assert wire(compact.raw("get_variable", "s", "t")[1])[0] is A("Elixir.My.Var")
 
 
 def test_both_forms_are_cached_side_by_side():
     """A session struct (always full) and a compact read of the same variable do not evict each other."""
     _, compact = stores()
-    variable = compact.get_variable("s", "t")[0][1]
-    session = wire(compact.get_session("s")[0][1])
+    variable = compact.raw("get_variable", "s", "t")[1]
+    session = wire(compact.raw("get_session", "s")[1])
     assert session[A("variables")]["var_t_1"][STRUCT] is DEFAULT_VARIABLE_STRUCT
-    assert compact.get_variable("s", "t")[0][1] is variable
+    assert compact.raw("get_variable", "s", "t")[1] is variable
 
 
 # ---------------------------------------------------------------------------------------------

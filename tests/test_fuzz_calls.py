@@ -1,12 +1,17 @@
-"""Whatever a client sends, the store answers with a term and stays intact.
+"""Whatever a client sends, the store answers with a term and stays intact, on every backend.
 
 Hypothesis drives sequences of calls — known names with plausible and arbitrary arguments,
-unknown names, wrong arities — through `calls.dispatch`, and checks after every call that:
+unknown names, wrong arities — through the sidecar's own call path (`Sidecar.serve_call`: the
+call table, the store inside a unit of work, the reply layer, the reply's encoding; then the
+chunk's flush), and checks after every call that:
 
-* dispatch returned (it never raises) and never had to report an internal error;
-* the result and the telemetry events can be encoded for the wire;
-* a call answered `{:error, _}` changed nothing: the sessions (their revision, variables,
-  programs, metadata) and the global programs are as they were before it.
+* it was answered with a reply frame and never had to report an internal error;
+* the telemetry events can be encoded for the wire;
+* a call answered `{:error, _}` changed nothing: everything the storage holds (sessions with
+  their headers, variables, index and programs, global programs, counters) is as it was.
+
+On SQLite, after each sequence, the file is opened again and must hold exactly what the memory
+of the sidecar that wrote it held.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import terms as any_terms
 
+import pytest
+from backends import BACKENDS, open_backend, snapshot
+
 from sidecar import calls, codec
+from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
-from sidecar.config import StoreConfig
-from sidecar.store import SessionStore
+from sidecar.server import Sidecar
+from sidecar.storage.sqlite import SqliteStorage
 from sidecar.terms import Atom
 
 A = Atom
@@ -71,22 +80,6 @@ def a_call(draw: Any) -> tuple[Any, list]:
 call_sequences = st.lists(a_call(), min_size=1, max_size=12)
 
 
-def snapshot(store: SessionStore, program_ids: list) -> bytes:
-    """Everything a rejected call must leave as it was, as comparable bytes."""
-    backend = store.backend
-    sessions = []
-    for session_id in backend.session_ids():
-        session = backend.get_session(session_id)
-        variables = [
-            (v.id, v.name, v.type, v.value, v.constraints, v.metadata, v.version, v.optimization_status)
-            for v in session.variables.values()
-        ]
-        sessions.append((session_id, session.revision, variables, session.programs, session.metadata,
-                         session.ttl, session.last_worker_id))  # fmt: skip
-    programs = [(pid, backend.get_global_program(pid)) for pid in program_ids]
-    return codec.encode((sessions, programs))
-
-
 def _program_ids(sequence: list[tuple[Any, list]]) -> list:
     """"g1" and every first argument the sequence gives a global-program call."""
     ids = ["g1"]
@@ -100,20 +93,40 @@ def _program_ids(sequence: list[tuple[Any, list]]) -> list:
     return ids
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(call_sequences)
-def test_any_call_sequence_gets_answers_and_errors_change_nothing(sequence: list[tuple[Any, list]]) -> None:
-    store = SessionStore(StoreConfig(), FakeClock(-1000))
-    store.create_session("s1", {})
-    store.register_variable("s1", A("temp"), A("float"), 0.5, {A("constraints"): {A("min"): 0.0, A("max"): 1.0}})
-    store.store_global_program("g1", {A("a"): 1})
-    program_ids = _program_ids(sequence)
-    for name, args in sequence:
-        before = snapshot(store, program_ids)
-        result, events = calls.dispatch(store, name, list(args))
-        codec.encode(result)
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(sequence=call_sequences)
+def test_any_call_sequence_gets_answers_and_errors_change_nothing(backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]]) -> None:
+    directory = tmp_path_factory.mktemp("fuzz")
+    storage = open_backend(backend, directory)
+    sidecar = Sidecar(SidecarOptions(), clock_factory=lambda _start: FakeClock(-1000), storage=storage)
+    ids = iter(range(1, 1000))
+
+    def serve(name: Any, args: list) -> Any:
+        call_id = next(ids)
+        events, frame = sidecar.serve_call(call_id, name, args)
+        sidecar.store.flush()
         codec.encode(list(events))
-        failed = type(result) is tuple and len(result) == 2 and result[0] is ERROR
-        if failed:
-            assert not (type(result[1]) is tuple and result[1][:1] == (INTERNAL_ERROR,)), (name, args, result)
-            assert snapshot(store, program_ids) == before, (name, args, result)
+        tag, replied_id, result = codec.decode(frame[4:])
+        assert tag is A("reply") and replied_id == call_id
+        return result
+
+    serve(A("create_session"), ["s1", {}])
+    serve(A("register_variable"), ["s1", A("temp"), A("float"), 0.5, {A("constraints"): {A("min"): 0.0, A("max"): 1.0}}])
+    serve(A("store_global_program"), ["g1", {A("a"): 1}])
+    program_ids = _program_ids(sequence)
+    try:
+        for name, args in sequence:
+            before = snapshot(storage, program_ids)
+            result = serve(name, list(args)) if isinstance(name, Atom) else calls.dispatch(sidecar.store, name, list(args))[0]
+            failed = type(result) is tuple and len(result) == 2 and result[0] is ERROR
+            if failed:
+                assert not (type(result[1]) is tuple and result[1][:1] == (INTERNAL_ERROR,)), (name, args, result)
+                assert snapshot(storage, program_ids) == before, (name, args, result)
+        if isinstance(storage, SqliteStorage):
+            held = snapshot(storage, program_ids)
+            storage.close()
+            storage = SqliteStorage(storage.path)
+            assert snapshot(storage, program_ids) == held
+    finally:
+        storage.close()

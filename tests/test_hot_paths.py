@@ -30,8 +30,11 @@ from sidecar import calls, clock, codec, protocol, types
 from sidecar.clock import Clock, FakeClock, format_utc_iso8601
 from sidecar.config import StoreConfig
 from sidecar.protocol import ProtocolMachine
-from sidecar.store import SessionStore
+from sidecar.replies import Replies
+from sidecar.storage.base import VariableRecord
+from sidecar.store import SessionStore, is_error
 from sidecar.terms import Atom, Encoded
+from backends import snapshot
 from test_codec import atoms, binaries, floats, ints, strictly_equal, strings, terms
 
 A = Atom
@@ -205,10 +208,17 @@ def test_a_chunk_that_is_not_exactly_one_frame_is_buffered_as_before() -> None:
 
 def _store() -> SessionStore:
     store = SessionStore(StoreConfig(), FakeClock(100))
-    store.create_session("s", {})
-    store.register_variable("s", A("v"), A("float"), 1.5, {A("constraints"): {A("min"): 0, A("max"): 10}})
-    store.register_variable("s", "n", A("integer"), 3, {})
+    store.call("create_session", "s", {})
+    store.call("register_variable", "s", A("v"), A("float"), 1.5, {A("constraints"): {A("min"): 0, A("max"): 10}})
+    store.call("register_variable", "s", "n", A("integer"), 3, {})
     return store
+
+
+def _in_unit(store: SessionStore, dispatch: Any, name: Any, args: list) -> tuple:
+    """`dispatch(store, name, args)` as the sidecar runs it: one unit of work, the answer
+    rendered as the reply layer renders it (records become structs)."""
+    result, events = store.transact(lambda: dispatch(store, name, args), lambda outcome: is_error(outcome[0]))
+    return Replies(store.config, store.clock).render(name, result) if isinstance(name, Atom) else result, events
 
 
 arg_values = st.one_of(
@@ -224,11 +234,11 @@ arg_values = st.one_of(
 @given(st.sampled_from(sorted(calls.CALLS, key=lambda a: a.name)), st.lists(arg_values, max_size=6))
 def test_runners_answer_as_the_table_walk(name: Atom, args: list) -> None:
     fast_store, general_store = _store(), _store()
-    fast = calls.dispatch(fast_store, name, list(args))
-    general = calls._dispatch_checked(general_store, name, list(args))
+    fast = _in_unit(fast_store, calls.dispatch, name, list(args))
+    general = _in_unit(general_store, calls._dispatch_checked, name, list(args))
     assert codec.encode(fast[0]) == codec.encode(general[0])
     assert codec.encode(fast[1]) == codec.encode(general[1])
-    assert codec.encode(fast_store.export_variables("s")) == codec.encode(general_store.export_variables("s"))
+    assert snapshot(fast_store.storage) == snapshot(general_store.storage)
 
 
 def test_runner_table_covers_every_arity_but_the_test_only_calls() -> None:
@@ -698,12 +708,13 @@ def test_a_failing_call_on_the_chunk_of_calls_path_is_logged_and_answered(monkey
         def broken_reply(call_id: int, result: Any) -> bytes:
             raise RuntimeError("boom")
 
+        monkeypatch.setattr(sidecar.protocol, "encode_reply", broken_reply)
         monkeypatch.setattr(sidecar.protocol, "reply", broken_reply)
         out = sidecar.handle_input(codec.encode_frame((A("call"), 5, A("ping"), [])))
     finally:
         logging.getLogger("sidecar").removeHandler(handler)
-    assert len(out) == 1
-    level, message, _ = codec.decode(out[0][4:])[1:]
+    assert len(out) == 2  # the call's failure, then the reply's: logged, and the loop goes on
+    level, message, _ = codec.decode(out[-1][4:])[1:]
     assert level is A("error") and "failed to handle Call(id=5" in message and "boom" in message
 
 
@@ -742,7 +753,7 @@ def test_runners_call_the_stores_current_method_and_pass_defaults() -> None:
     result, events = calls.dispatch(store, A("get_variable"), ["s", A("v")])
     assert result == (A("error"), (A("internal_error"), "ZeroDivisionError: division by zero")) and events == []
     assert calls.dispatch(store, A("get_variable"), ["s", 1]) == ((A("error"), (A("bad_argument"), A("get_variable"), 2, "atom or binary")), [])
-    result, _ = calls.dispatch(store, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]])
+    result, _ = _in_unit(store, calls.dispatch, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]])
     assert result[0] is A("ok")
 
 
@@ -767,14 +778,14 @@ def test_telemetry_off_skips_the_hot_calls_events_and_nothing_else(function: str
 
     def store(telemetry: bool) -> SessionStore:
         made = SessionStore(StoreConfig(), FakeClock(100))
-        made.create_session("s", {})
-        made.register_variable("s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10.0}})
+        made.call("create_session", "s", {})
+        made.call("register_variable", "s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10.0}})
         made.telemetry = telemetry
         return made
 
     on, off = store(True), store(False)
-    result_on, events_on = getattr(on, function)(*args)
-    result_off, events_off = getattr(off, function)(*args)
+    result_on, events_on = _in_unit(on, lambda store, name, args: getattr(store, function)(*args), A(function), list(args))
+    result_off, events_off = _in_unit(off, lambda store, name, args: getattr(store, function)(*args), A(function), list(args))
     assert strictly_equal(codec.decode(codec.encode(result_off)), codec.decode(codec.encode(result_on)))
     kept = [event for event in events_on if event[0][-1] in (A("validation_failed"), A("constraint_violation"))]
     assert list(events_off) == kept  # only the hot events are skipped
@@ -817,15 +828,24 @@ update_values_for_store = st.one_of(
 def _plain_update_store(telemetry: bool, optimizing: frozenset, string_typed: frozenset) -> SessionStore:
     store = SessionStore(StoreConfig(), FakeClock(100))
     store.telemetry = telemetry
-    store.create_session("s", {})
+    store.call("create_session", "s", {})
     for n, (type_atom, value, constraints) in enumerate(_VARIABLE_KINDS):
-        result, _ = store.register_variable("s", A(f"v{n}"), type_atom, value, {A("constraints"): constraints})
+        result, _ = store.call("register_variable", "s", A(f"v{n}"), type_atom, value, {A("constraints"): constraints})
         assert result[0] is A("ok"), result
         if n in optimizing:
-            store.start_optimization("s", A(f"v{n}"), "opt", None)
+            store.call("start_optimization", "s", A(f"v{n}"), "opt", None)
         if n in string_typed:  # as a struct put back through update_session may hold it
-            store.backend.find_variable(store.backend.get_session("s"), f"v{n}").type = type_atom.name
+            tx = store.storage.begin()
+            fields = list(tx.find_variable("s", f"v{n}").fields())
+            fields[2] = type_atom.name
+            tx.put_variable("s", VariableRecord(*fields), None)
+            tx.commit()
     return store
+
+
+def _plain(store: SessionStore, ident: Any, value: Any) -> Any:
+    """`store._plain_update("s", ident, value)` inside a unit of work."""
+    return store.transact(lambda: store._plain_update("s", ident, value), lambda answer: answer is None)
 
 
 @SETTINGS
@@ -850,34 +870,40 @@ def test_plain_update_answers_as_the_general_update(updates: list, telemetry: bo
     general = _plain_update_store(telemetry, optimizing, string_typed)
     general._plain_update = lambda *args: None  # type: ignore[method-assign]
     for ident, value, metadata in updates:
-        got, got_events = fast.update_variable("s", ident, value, metadata)
-        want, want_events = general.update_variable("s", ident, value, metadata)
+        got, got_events = fast.call("update_variable", "s", ident, value, metadata)
+        want, want_events = general.call("update_variable", "s", ident, value, metadata)
         assert codec.encode(got) == codec.encode(want)
         assert codec.encode(list(got_events)) == codec.encode(list(want_events))
-        assert codec.encode(fast.fetch_session_for_update("s")[0]) == codec.encode(general.fetch_session_for_update("s")[0])
+        assert snapshot(fast.storage) == snapshot(general.storage)
 
 
 def test_plain_update_takes_the_common_update_and_leaves_the_rest() -> None:
     store = _plain_update_store(True, frozenset({5}), frozenset({2}))
-    session = store.backend.get_session("s")
+    storage = store.storage
+    session = storage.get_session("s")
     updates, revision = session.total_variable_updates, session.revision
-    assert store._plain_update(session, A("v0"), 2.5) == (A("ok"), [(
+    assert _plain(store, A("v0"), 2.5) == (A("ok"), [(
         [A("snakepit"), A("session_store"), A("variable"), A("updated")],
         {A("count"): 1, A("version"): 1},
         {A("session_id"): "s", A("type"): A("float")},
     )])
-    variable = store.backend.find_variable(session, "v0")
+    variable = storage.find_variable("s", "v0")
     assert variable.value == 2.5 and variable.metadata["source"] == "elixir" and "updated_at" in variable.metadata
-    assert store.update_variable("s", A("v0"), 3.5, {"source": A("python"), "note": 1})[0] is A("ok")
+    assert store.call("update_variable", "s", A("v0"), 3.5, {"source": A("python"), "note": 1})[0] is A("ok")
+    variable = storage.find_variable("s", "v0")
     assert variable.metadata["source"] == "python" and variable.metadata["note"] == 1
-    assert store._plain_update(session, A("v0"), 4.5)[0] is A("ok")
+    assert _plain(store, A("v0"), 4.5)[0] is A("ok")
+    variable = storage.find_variable("s", "v0")
     assert variable.metadata["source"] == "elixir" and variable.metadata["note"] == 1  # as the general merge
-    assert store._plain_update(session, "v3", "text")[0] is A("ok")  # by name as a binary
-    assert store._plain_update(session, variable.id, 3)[0] is A("ok") and variable.value == 3.0  # by id, coerced
+    assert _plain(store, "v3", "text")[0] is A("ok")  # by name as a binary
+    assert _plain(store, variable.id, 3)[0] is A("ok")  # by id, coerced
+    variable = storage.find_variable("s", "v0")
+    assert variable.value == 3.0
+    session = storage.get_session("s")
     assert variable.version == 4 and session.total_variable_updates == updates + 5 and session.revision == revision + 5
     for ident, value in ((A("v0"), "not a float"), (A("v1"), 2.0), (A("v2"), 4), (A("v5"), True), (A("nope"), 1.0), (5, 1.0)):
         # refused, constraints, a type held as a string, optimizing, not found, not an identifier
-        assert store._plain_update(session, ident, value) is None
+        assert _plain(store, ident, value) is None
 
 
 @SETTINGS
@@ -904,16 +930,17 @@ def test_updated_metadata_without_given_metadata_is_the_general_merge(metadata: 
 
 
 def test_memory_backend_finds_a_variable_by_id_first_then_by_name() -> None:
-    from sidecar.storage.base import SessionRecord, VariableRecord
-    from sidecar.storage.memory import MemoryBackend
+    from sidecar.storage.base import SessionRecord
+    from sidecar.storage.memory import MemoryStorage
 
-    backend = MemoryBackend()
-    session = SessionRecord("s", 0, 0, 3600)
+    tx = MemoryStorage().begin()
+    tx.insert_session(SessionRecord("s", 0, 0, 3600))
     named = VariableRecord("var_a_1", A("a"), A("float"), 1.0)
     tricky = VariableRecord("a", A("b"), A("float"), 2.0)  # an id that is another's name
-    backend.put_variable(session, named, "a")
-    backend.put_variable(session, tricky, "b")
-    assert backend.find_variable(session, "var_a_1") is named
-    assert backend.find_variable(session, "a") is tricky  # the id wins
-    assert backend.find_variable(session, "b") is tricky
-    assert backend.find_variable(session, "c") is None
+    tx.put_variable("s", named, "a")
+    tx.put_variable("s", tricky, "b")
+    assert tx.find_variable("s", "var_a_1") is named
+    assert tx.find_variable("s", "a") is tricky  # the id wins
+    assert tx.find_variable("s", "b") is tricky
+    assert tx.find_variable("s", "c") is None and tx.find_variable("nope", "a") is None
+    tx.commit()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from backends import BACKENDS
 
 from sidecar import codec
 from sidecar.replay import cli
@@ -90,9 +91,10 @@ def test_recordings_are_checked_in():
     assert len(RECORDINGS) >= 5, f"expected the scenario recordings in {RECORDINGS_DIR}"
 
 
+@pytest.mark.parametrize("storage", BACKENDS)
 @pytest.mark.parametrize("recording", RECORDINGS, ids=[p.stem for p in RECORDINGS])
-def test_recording_replays_cleanly(recording: Path, capsys):
-    status, out = run_replay(capsys, recording)
+def test_recording_replays_cleanly(recording: Path, storage: str, capsys):
+    status, out = run_replay(capsys, "--storage", storage, recording)
     assert status == 0, out
     assert f"ok   {recording}" in out
 

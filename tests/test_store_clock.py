@@ -1,4 +1,5 @@
-"""The clock: BEAM-relative whole seconds, Elixir's ISO 8601 format, the fake clock."""
+"""The clock: storage seconds anchored on the wall clock, the BEAM's monotonic seconds at the
+boundary, Elixir's ISO 8601 format, the fake clock."""
 
 from __future__ import annotations
 
@@ -8,18 +9,39 @@ import re
 from sidecar.clock import Clock, FakeClock, format_utc_iso8601
 
 
-def test_now_follows_the_beam_start_in_whole_seconds():
+def test_presented_time_follows_the_beam_start_in_whole_seconds():
     ticks = iter([1000.0, 1000.9, 1001.2, 1010.99])
-    clock = Clock(beam_monotonic_at_start=-576_460_751, monotonic=lambda: next(ticks))
-    assert clock.now() == -576_460_751
-    assert clock.now() == -576_460_750
-    assert clock.now() == -576_460_741
+    clock = Clock(beam_monotonic_at_start=-576_460_751, monotonic=lambda: next(ticks), wall=lambda: 1_796_000_000.8)
+    assert clock.to_beam(clock.now()) == -576_460_751
+    assert clock.to_beam(clock.now()) == -576_460_750
+    assert clock.to_beam(clock.now()) == -576_460_741
 
 
-def test_now_without_a_beam_start_is_python_monotonic():
-    clock = Clock(monotonic=lambda: 42.7)
-    assert clock.now() == 42
+def test_storage_time_is_the_wall_clock_at_start_counted_on_monotonically():
+    ticks = iter([5.0, 5.5, 65.2])
+    wall = iter([1_796_000_000.8, 0.0])  # read once: a later jump of the wall clock is not seen
+    clock = Clock(beam_monotonic_at_start=-10, monotonic=lambda: next(ticks), wall=lambda: next(wall))
+    assert clock.now() == 1_796_000_000
+    assert clock.now() == 1_796_000_060
+    assert clock.beam_offset == 1_796_000_010
+    assert clock.from_beam(clock.to_beam(1_796_000_060)) == 1_796_000_060
+
+
+def test_times_of_another_run_translate_to_this_beams_clock():
+    # a record written by a sidecar whose BEAM said -100 at storage time 1_000_000 ...
+    first = Clock(beam_monotonic_at_start=-100, monotonic=lambda: 0.0, wall=lambda: 1_000_000.0)
+    stored = first.now()
+    # ... is read a day later by a new sidecar under a new BEAM whose clock started elsewhere
+    second = Clock(beam_monotonic_at_start=-576_460_000, monotonic=lambda: 0.0, wall=lambda: 1_086_400.0)
+    assert second.to_beam(stored) == -576_460_000 - 86_400  # a day before this BEAM's now
+    assert second.to_beam(None) is None and second.to_beam("x") == "x"
+
+
+def test_now_without_a_beam_start_is_storage_time():
+    clock = Clock(monotonic=lambda: 42.7, wall=lambda: 1_796_000_000.2)
+    assert clock.now() == 1_796_000_000
     assert type(clock.now()) is int
+    assert clock.to_beam(clock.now()) == clock.now()
 
 
 def test_utc_iso8601_is_elixirs_format():

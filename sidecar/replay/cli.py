@@ -1,6 +1,6 @@
-"""`snakepit-sidecar replay [--timeout S] [--sidecar CMD] FILE...`: replay recordings.
+"""`snakepit-sidecar replay [--timeout S] [--sidecar CMD] [--storage KIND] FILE...`: replay recordings.
 
-Each file is replayed against its own fresh sidecar. Prints `ok FILE (N frames)` per matching
+Each file is replayed against its own fresh sidecar (and fresh storage: `--storage`). Prints `ok FILE (N frames)` per matching
 file, and for a mismatching one the first mismatching frame (request, expected and actual term
 as Elixir prints them, and the path to the difference). Exit status: 0 when every file matches,
 1 when one does not, 2 for a usage error or a file that is not a readable recording.
@@ -9,9 +9,12 @@ as Elixir prints them, and the path to the difference). Exit status: 0 when ever
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shlex
 import sys
-from typing import Optional, Sequence
+import tempfile
+from typing import Iterator, Optional, Sequence
 
 from sidecar.replay.recording import RecordingError
 from sidecar.replay.report import format_result
@@ -42,8 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMMAND",
         help="the command that starts the sidecar (default: this Python with -m sidecar)",
     )
+    parser.add_argument(
+        "--storage",
+        metavar="KIND",
+        default="memory",
+        help=(
+            "the replayed sidecar's storage: memory (default), copying, or sqlite (a fresh temporary file "
+            "for each recording); the answers must not depend on it"
+        ),
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     return parser
+
+
+@contextlib.contextmanager
+def storage_arguments(kind: str) -> Iterator[list[str]]:
+    """The sidecar arguments for a fresh store of `kind` (a temporary SQLite file while the
+    block runs)."""
+    if kind in ("memory", "copying"):
+        yield ["--storage", kind]
+    elif kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="replay-sqlite-") as directory:
+            yield ["--storage", f"sqlite:{os.path.join(directory, 'store.db')}"]
+    else:
+        raise ValueError(f"unknown storage {kind!r}: memory, copying or sqlite")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -57,10 +82,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: error: --timeout must be positive", file=sys.stderr)
         return EXIT_USAGE
     command = shlex.split(args.sidecar) if args.sidecar else default_sidecar_command()
+    if args.storage not in ("memory", "copying", "sqlite"):
+        print(f"{PROG}: error: --storage must be memory, copying or sqlite", file=sys.stderr)
+        return EXIT_USAGE
     status = EXIT_OK
     for path in args.files:
         try:
-            result = replay_file(path, command=command, timeout=args.timeout)
+            with storage_arguments(args.storage) as storage:
+                result = replay_file(path, command=command + storage, timeout=args.timeout)
         except (RecordingError, OSError) as error:
             print(f"{PROG}: error: {path}: {error}", file=sys.stderr)
             status = max(status, EXIT_USAGE)

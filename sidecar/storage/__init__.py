@@ -1,6 +1,7 @@
-"""Storage backends for the store: the interface (`base`) and the in-memory backend (`memory`)."""
+"""Storage backends behind the store: the records and the unit-of-work interface (`base`), the
+in-memory default (`memory`), a copying test backend (`copying`), SQLite (`sqlite`), and
+`open_storage`, which picks one from the `--storage` option (`factory`)."""
 
-from .base import SessionRecord, StorageBackend, VariableRecord
-from .memory import MemoryBackend
+from .base import Conflict, SessionRecord, Storage, StorageError, Unit, VariableRecord
 
-__all__ = ["MemoryBackend", "SessionRecord", "StorageBackend", "VariableRecord"]
+__all__ = ["Conflict", "SessionRecord", "Storage", "StorageError", "Unit", "VariableRecord"]

@@ -1,19 +1,33 @@
-"""The records the store keeps and the one narrow interface every storage backend implements.
+"""The records the store keeps, and the one narrow, transactional interface of every backend.
 
-Records are `__slots__` classes (memory: 10,000 sessions x 10 variables must stay small).
-Immutable default dicts are shared between records and replaced, never mutated: nobody may
-change a record's `metadata`, `constraints`, `optimization_status` or `access_rules` in place.
+Records are plain values. The store never changes a record it read: it builds a new one (the
+`with_*` methods) and hands it to a write operation. A backend may hand out its live records
+(memory) or copies (copying, SQLite on load, Redis): the store cannot tell, and a backend that
+keeps only what it is told to save (`storage.copying`) turns a forgotten save into a failing
+test. Immutable default maps are shared between records: nobody may change a record's
+`metadata`, `constraints`, `optimization_status` or `access_rules` in place.
 
-The store reads records from the backend, checks everything, then changes a record and tells
-the backend what changed through one of the write operations below, each of which touches a
-single session header, variable or program, so a durable or shared backend can make every
-per-variable operation O(1) too. The in-memory backend hands out live records, so for it the
-change is already made and the write operations are plain dict assignments.
+Times in records are storage time (`clock.Clock.now`: whole seconds anchored on the wall
+clock), never the BEAM's monotonic seconds: the boundary translates (`structs`).
+
+A unit of work (`Storage.begin()`) carries the reads and writes of one call. `commit()` makes
+them one step for every other reader; `rollback()` undoes them, so a call that answers
+`{:error, reason}`, raises, or whose reply cannot be encoded leaves storage as it was.
+`Storage.flush()` is the durability point: everything committed before it returns is durable in
+the backend's sense (SQLite: one transaction per chunk of frames, group commit; memory: a no-op;
+Redis: every commit already is). The sidecar flushes before it writes the replies of a chunk.
+
+Every operation names its session by id, so a backend needs no session object in memory, and
+each touches one session header, variable, index entry or program: a durable or shared backend
+can make every per-variable operation O(1). Listing operations (`session_ids`, `variables`,
+`programs`, `expired_session_ids`) are the only scans.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Protocol, Union
+import itertools
+import random
+from typing import Any, Optional, Protocol, Union
 
 from ..terms import Atom
 
@@ -30,16 +44,70 @@ NOT_OPTIMIZING: dict = {
 }
 """The shared default `optimization_status` (never mutate)."""
 
+_ABSENT = object()
+
+
+def is_default_status(status: Any) -> bool:
+    """Exactly the default status: the same four atom keys, each value the same object (`==`
+    would take `optimizing: 0` or `0.0` for `false`, and the harness would give back `false`)."""
+    if type(status) is not dict or len(status) != len(NOT_OPTIMIZING):
+        return False
+    for key, value in NOT_OPTIMIZING.items():
+        if status.get(key, _ABSENT) is not value:
+            return False
+    return True
+
+
 EMPTY_MAP: dict = {}
 """The shared empty constraints / metadata map (never mutate)."""
 
 EMPTY_LIST: list = []
 """The shared empty `access_rules` list (never mutate)."""
 
+STORE_COUNTERS = (
+    "sessions_created",
+    "sessions_deleted",
+    "sessions_expired",
+    "cleanup_runs",
+    "global_programs_stored",
+    "global_programs_deleted",
+    "global_programs_expired",
+)
+"""The store-wide counters of `get_stats`, kept by the backend."""
+
+
+class Conflict(Exception):
+    """Raised by a shared backend when what a unit of work read changed before it committed;
+    the store runs the call again on fresh data. Local backends never raise it."""
+
+
+class StorageError(Exception):
+    """The backend cannot do what it was asked (disk full, connection lost, ...). The call
+    answers `{:error, {:storage_error, message}}` and nothing it did is kept."""
+
+
+class StorageOpenError(StorageError):
+    """The backend could not be opened (bad path, file in use, unknown schema version ...)."""
+
+
+# stamps ----------------------------------------------------------------------------------------
+
+_stamps = itertools.count(random.SystemRandom().getrandbits(62))
+
+
+def new_stamp() -> int:
+    """A number no other variable record has had: every record the store builds gets one, so
+    (variable id, stamp) names one immutable state of a variable, across restarts and across
+    sidecars sharing a backend (a random 62-bit start per process, then counting up). The
+    reply cache (`sidecar.replies`) is keyed by it."""
+    return next(_stamps)
+
+
+# records ---------------------------------------------------------------------------------------
+
 
 class VariableRecord:
-    """One variable. `rendered` and `compact` cache its encoded struct and its compact tuple
-    (`terms.Encoded`, see `structs`); every mutation must clear both (`forget_rendered`)."""
+    """One variable's state. Build a changed copy with the `with_*` methods (never assign)."""
 
     __slots__ = (
         "id",
@@ -53,8 +121,7 @@ class VariableRecord:
         "last_updated_at",
         "optimization_status",
         "access_rules",
-        "rendered",
-        "compact",
+        "stamp",
     )
 
     def __init__(
@@ -70,6 +137,7 @@ class VariableRecord:
         last_updated_at: Any = None,
         optimization_status: dict = NOT_OPTIMIZING,
         access_rules: list = EMPTY_LIST,
+        stamp: Optional[int] = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -82,8 +150,7 @@ class VariableRecord:
         self.last_updated_at = last_updated_at
         self.optimization_status = optimization_status
         self.access_rules = access_rules
-        self.rendered: Any = None
-        self.compact: Any = None
+        self.stamp = new_stamp() if stamp is None else stamp
 
     @property
     def optimizing(self) -> bool:
@@ -92,25 +159,61 @@ class VariableRecord:
             return False
         return isinstance(status, dict) and status.get(A_OPTIMIZING) is True
 
-    def set_value(self, value: Any, updated_at: int, metadata: dict) -> None:
+    def with_value(self, value: Any, updated_at: int, metadata: dict) -> "VariableRecord":
         """A validated update: new value, version + 1, new metadata map."""
-        self.value = value
-        self.version += 1
-        self.last_updated_at = updated_at
-        self.metadata = metadata
-        self.rendered = self.compact = None
+        return VariableRecord(
+            self.id,
+            self.name,
+            self.type,
+            value,
+            self.constraints,
+            metadata,
+            self.version + 1,
+            self.created_at,
+            updated_at,
+            self.optimization_status,
+            self.access_rules,
+        )
 
-    def set_optimization_status(self, status: dict) -> None:
-        self.optimization_status = status
-        self.rendered = self.compact = None
+    def with_optimization_status(self, status: dict) -> "VariableRecord":
+        return VariableRecord(
+            self.id,
+            self.name,
+            self.type,
+            self.value,
+            self.constraints,
+            self.metadata,
+            self.version,
+            self.created_at,
+            self.last_updated_at,
+            status,
+            self.access_rules,
+        )
 
-    def forget_rendered(self) -> None:
-        """Drop the cached encodings (after a change they do not see, e.g. the struct module)."""
-        self.rendered = self.compact = None
+    def fields(self) -> tuple:
+        """Every field, in the constructor's order (what the persistent backends serialize)."""
+        return (
+            self.id,
+            self.name,
+            self.type,
+            self.value,
+            self.constraints,
+            self.metadata,
+            self.version,
+            self.created_at,
+            self.last_updated_at,
+            self.optimization_status,
+            self.access_rules,
+            self.stamp,
+        )
+
+    def __repr__(self) -> str:
+        return f"VariableRecord({self.id!r}, version={self.version}, stamp={self.stamp})"
 
 
 class SessionRecord:
-    """One session: header fields plus its variables (dict id -> record, registration order)."""
+    """One session's header: everything but its variables, name index and programs, which the
+    backend keeps beside it and hands out one at a time."""
 
     __slots__ = (
         "id",
@@ -118,9 +221,6 @@ class SessionRecord:
         "last_accessed",
         "last_worker_id",
         "ttl",
-        "programs",
-        "variables",
-        "variable_index",
         "metadata",
         "variable_count",
         "program_count",
@@ -135,9 +235,6 @@ class SessionRecord:
         last_accessed: int,
         ttl: int,
         last_worker_id: Any = None,
-        programs: Optional[dict] = None,
-        variables: Optional[dict] = None,
-        variable_index: Optional[dict] = None,
         metadata: dict = EMPTY_MAP,
         variable_count: int = 0,
         program_count: int = 0,
@@ -149,9 +246,6 @@ class SessionRecord:
         self.last_accessed = last_accessed
         self.last_worker_id = last_worker_id
         self.ttl = ttl
-        self.programs: dict = {} if programs is None else programs
-        self.variables: dict[str, VariableRecord] = {} if variables is None else variables
-        self.variable_index: dict[Any, str] = {} if variable_index is None else variable_index
         self.metadata = metadata
         self.variable_count = variable_count
         self.program_count = program_count
@@ -162,71 +256,162 @@ class SessionRecord:
         """The contract's rule: `last_accessed + ttl < now`."""
         return self.last_accessed + self.ttl < now
 
+    def changed(
+        self,
+        now: int,
+        variables: int = 0,
+        programs: int = 0,
+        updates: int = 0,
+        last_worker_id: Any = None,
+        set_worker: bool = False,
+    ) -> "SessionRecord":
+        """The header after a change (not a mere touch): touched, revision + 1, counters moved
+        by the given amounts, and the worker id when `set_worker`."""
+        return SessionRecord(
+            self.id,
+            self.created_at,
+            now,
+            self.ttl,
+            last_worker_id if set_worker else self.last_worker_id,
+            self.metadata,
+            self.variable_count + variables,
+            self.program_count + programs,
+            self.total_variable_updates + updates,
+            self.revision + 1,
+        )
 
-class StorageBackend(Protocol):
-    """Everything the store persists goes through these operations (and nothing else)."""
+    def touched(self, now: int) -> "SessionRecord":
+        """The header with `last_accessed = now` (a touch does not bump the revision)."""
+        return SessionRecord(
+            self.id,
+            self.created_at,
+            now,
+            self.ttl,
+            self.last_worker_id,
+            self.metadata,
+            self.variable_count,
+            self.program_count,
+            self.total_variable_updates,
+            self.revision,
+        )
 
-    # sessions -----------------------------------------------------------------------------
+    def fields(self) -> tuple:
+        """Every field, in the constructor's order (what the persistent backends serialize)."""
+        return (
+            self.id,
+            self.created_at,
+            self.last_accessed,
+            self.ttl,
+            self.last_worker_id,
+            self.metadata,
+            self.variable_count,
+            self.program_count,
+            self.total_variable_updates,
+            self.revision,
+        )
 
+    def __repr__(self) -> str:
+        return f"SessionRecord({self.id!r}, revision={self.revision})"
+
+
+class SessionContents:
+    """A whole session as `put_session_if` stores it: the header, its variables in order, the
+    name index (name key -> variable id) and the programs (program id term -> data)."""
+
+    __slots__ = ("header", "variables", "index", "programs")
+
+    def __init__(self, header: SessionRecord, variables: list, index: dict, programs: list) -> None:
+        self.header = header
+        self.variables: list[VariableRecord] = variables
+        self.index: dict = index
+        self.programs: list[tuple[Any, Any]] = programs
+
+
+# the interface ---------------------------------------------------------------------------------
+
+
+class Unit(Protocol):
+    """The reads and writes of one call. Reads see this unit's own writes."""
+
+    # sessions
     def get_session(self, session_id: SessionId) -> Optional[SessionRecord]:
-        """The session, or None."""
+        """The session's header, or None."""
 
-    def insert_session_if_absent(self, session: SessionRecord) -> tuple[SessionRecord, bool]:
-        """Insert unless the id is taken; returns (the stored session, whether it was inserted)."""
+    def insert_session(self, header: SessionRecord) -> tuple[SessionRecord, bool]:
+        """Insert unless the id is taken: (the stored header, whether it was inserted)."""
 
-    def replace_session(self, session: SessionRecord) -> None:
-        """Store `session` whole under its id (put_session_if)."""
+    def load_session(self, session_id: SessionId) -> Optional[SessionContents]:
+        """The whole session (header, variables in order, name index, programs), or None."""
+
+    def touch_session(self, session_id: SessionId, now: int) -> None:
+        """`last_accessed = now` on an existing session, nothing else."""
+
+    def session_changed(
+        self, session_id: SessionId, now: int, variables: int = 0, programs: int = 0, updates: int = 0, worker: Any = ...
+    ) -> None:
+        """After a change of an existing session (not a mere touch): `last_accessed = now`,
+        revision + 1, `variable_count`, `program_count` and `total_variable_updates` moved by the
+        given amounts (as increments: a shared backend adds them, it does not overwrite), and
+        `last_worker_id = worker` when given."""
 
     def delete_session(self, session_id: SessionId) -> bool:
-        """Remove; True when there was one."""
+        """Remove the session with its variables, index and programs; True when there was one."""
+
+    def replace_session(self, contents: SessionContents, expected_revision: int) -> bool:
+        """Store `contents` whole in place of the session, if it exists with
+        `expected_revision` (compare-and-set); False, changing nothing, otherwise."""
 
     def session_ids(self) -> list[SessionId]:
-        """All ids, oldest insertion first."""
+        """Every session id, oldest creation first."""
 
     def session_count(self) -> int: ...
 
-    def expired_session_ids(self, now: int) -> list[SessionId]:
-        """Ids of sessions with `last_accessed + ttl < now`."""
+    def expired_session_ids(self, now: int, limit: int) -> list[SessionId]:
+        """Up to `limit` ids of sessions with `last_accessed + ttl < now`."""
 
-    def touch_session(self, session: SessionRecord, now: int) -> None:
-        """Set `last_accessed` only (a touch does not bump the revision)."""
+    def delete_session_if_expired(self, session_id: SessionId, now: int) -> bool:
+        """Delete the session if it is (still) expired at `now`; True when it was deleted."""
 
-    def save_session_header(self, session: SessionRecord) -> None:
-        """Persist the session's scalar fields, metadata, stats and revision (not variables)."""
+    # variables
+    def get_variable(self, session_id: SessionId, variable_id: Any) -> Optional[VariableRecord]:
+        """The variable with this id, or None."""
 
-    # variables ----------------------------------------------------------------------------
+    def find_variable(self, session_id: SessionId, key: Any) -> Optional[VariableRecord]:
+        """The variable whose id is `key`, else the one the name index points `key` at."""
 
-    def put_variable(self, session: SessionRecord, variable: VariableRecord, index_key: Optional[str]) -> bool:
-        """Insert or replace one variable by id, pointing `index_key` (name string) at it when
-        given. Returns True when the id was new. O(1)."""
+    def indexed_variable_id(self, session_id: SessionId, name_key: Any) -> Optional[str]:
+        """The id the name index points `name_key` at, or None."""
 
-    def get_variable(self, session: SessionRecord, variable_id: Any) -> Optional[VariableRecord]:
-        """The variable with this id, or None. O(1)."""
+    def put_variable(self, session_id: SessionId, variable: VariableRecord, index_key: Any) -> bool:
+        """Insert or replace one variable by id (a replaced one keeps its place in the order),
+        pointing the name index entry `index_key` at it when not None. True when the id was new."""
 
-    def find_variable(self, session: SessionRecord, key: Any) -> Optional[VariableRecord]:
-        """The variable whose id is `key`, else the one the name index points `key` at, else
-        None: `get_variable(session, key)`, then `get_variable(session, indexed_variable_id(
-        session, key))`, in one operation (every per-variable call starts with it). O(1)."""
+    def delete_variable(self, session_id: SessionId, variable_id: str, index_key: Any) -> None:
+        """Remove one variable, and the name index entry `index_key` when not None."""
 
-    def indexed_variable_id(self, session: SessionRecord, name_key: Any) -> Optional[str]:
-        """The id the name index points `name_key` at, or None. O(1)."""
-
-    def save_variable(self, session: SessionRecord, variable: VariableRecord) -> None:
-        """Persist a changed variable already in the session (value, metadata, status). O(1)."""
-
-    def delete_variable(self, session: SessionRecord, variable: VariableRecord, index_key: Optional[str]) -> None:
-        """Remove one variable, and the name index entry `index_key` when given. O(1)."""
-
-    def iter_variables(self, session: SessionRecord) -> Iterator[VariableRecord]:
+    def variables(self, session_id: SessionId) -> list[VariableRecord]:
         """The session's variables in registration order."""
 
-    # session programs ---------------------------------------------------------------------
+    def variable_index(self, session_id: SessionId) -> dict:
+        """The session's name index: name key -> variable id."""
 
-    def put_program(self, session: SessionRecord, program_key: Any, data: Any) -> bool:
-        """Store one program; True when the key was new. O(1)."""
+    def next_variable_number(self) -> int:
+        """A positive integer never handed out before by this storage (ids: "var_<name>_<n>")."""
 
-    # global programs ----------------------------------------------------------------------
+    def reserve_variable_number(self, number: int) -> None:
+        """Never hand out `number` or anything below it again."""
 
+    # session programs
+    def get_program(self, session_id: SessionId, program_id: Any) -> tuple[bool, Any]:
+        """(True, data), or (False, None) when the session has no such program."""
+
+    def put_program(self, session_id: SessionId, program_id: Any, data: Any) -> bool:
+        """Store one program; True when the id was new."""
+
+    def programs(self, session_id: SessionId) -> list[tuple[Any, Any]]:
+        """The session's programs as (program id, data), in the order first stored."""
+
+    # global programs
     def put_global_program(self, program_id: SessionId, data: Any, stored_at: int) -> None: ...
 
     def get_global_program(self, program_id: SessionId) -> Optional[tuple[Any, int]]:
@@ -236,4 +421,37 @@ class StorageBackend(Protocol):
 
     def delete_global_programs_stored_before(self, cutoff: int) -> int:
         """Drop programs with `stored_at < cutoff`; returns how many."""
+
+    # store-wide counters
+    def count(self, counter: str, delta: int = 1) -> None:
+        """Add `delta` to one of `STORE_COUNTERS`."""
+
+    def counters(self) -> dict[str, int]:
+        """Every one of `STORE_COUNTERS`."""
+
+    # the end of the unit
+    def commit(self) -> None:
+        """Make the unit's writes one step (raises Conflict on a shared backend)."""
+
+    def rollback(self) -> None:
+        """Undo every write of the unit."""
+
+
+class Storage(Protocol):
+    """A backend: opened once per sidecar, one unit of work at a time."""
+
+    name: str
+    """"memory", "copying", "sqlite" or "redis" (in `get_stats` and the welcome)."""
+
+    def begin(self) -> Unit:
+        """Start the unit of work of one call."""
+
+    def flush(self) -> None:
+        """Make every committed unit durable (the group commit point)."""
+
+    def reset(self) -> None:
+        """Forget everything (the test-only `__reset__`)."""
+
+    def close(self) -> None:
+        """Flush and release the backend (files, connections, locks)."""
 

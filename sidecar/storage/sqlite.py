@@ -1,0 +1,492 @@
+"""The SQLite backend: the in-memory state, with a durable copy in one SQLite file.
+
+Reads are served from memory, as in memory mode. Every write marks what it changed; `flush`
+(once per chunk of frames, before any reply of the chunk is written: group commit) writes
+everything marked in one SQLite transaction and commits it. A reply therefore leaves the
+sidecar only after its write is committed, and a chunk of 16 callers' updates costs one commit.
+Marks are coalesced: a variable updated 16 times in a chunk is written once.
+
+Durability (docs/storage.md): the file is in WAL mode. With `synchronous=NORMAL` (the default)
+a commit is in the operating system once `flush` returns, so a killed sidecar (kill -9) loses
+nothing acknowledged; a power loss or kernel crash can lose the last commits, never the file's
+consistency. With `synchronous=FULL`, every commit is also on the disk (fsync) before any reply.
+
+The file is opened with `locking_mode=EXCLUSIVE`: a second sidecar opening a file in use is
+refused (sharing between sidecars is the Redis backend's job). The file records its schema
+version; an unknown one is refused. Opening reads the whole file into memory.
+
+Layout: `sessions(id, seq, created_at, last_accessed, ttl, revision, variable_count,
+program_count, total_variable_updates, rest)`, `variables(session, id, seq, data)`,
+`variable_index(session, key, variable_id)`, `programs(session, key, seq, data)`,
+`global_programs(id, stored_at, data)`, `meta(name, value)`. Ids are raw bytes, every term is
+in the external term format (`records`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from typing import Any, Iterable
+
+from .base import (
+    EMPTY_MAP,
+    STORE_COUNTERS,
+    SessionContents,
+    SessionId,
+    SessionRecord,
+    StorageError,
+    StorageOpenError,
+    VariableRecord,
+)
+from .memory import MemoryStorage, SessionData, program_key
+from .records import (
+    bytes_id,
+    bytes_term,
+    bytes_variable,
+    id_bytes,
+    term_bytes,
+    variable_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS_LEVELS = ("normal", "full")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    id BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_accessed INTEGER NOT NULL,
+    ttl INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    variable_count INTEGER NOT NULL,
+    program_count INTEGER NOT NULL,
+    total_variable_updates INTEGER NOT NULL,
+    rest BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS variables (
+    session BLOB NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (session, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS variable_index (
+    session BLOB NOT NULL, key BLOB NOT NULL, variable_id TEXT NOT NULL,
+    PRIMARY KEY (session, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS programs (
+    session BLOB NOT NULL, key BLOB NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (session, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS global_programs (id BLOB PRIMARY KEY, stored_at INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+_UPSERT_SESSION = (
+    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+    "seq=excluded.seq, created_at=excluded.created_at, last_accessed=excluded.last_accessed, ttl=excluded.ttl, "
+    "revision=excluded.revision, variable_count=excluded.variable_count, program_count=excluded.program_count, "
+    "total_variable_updates=excluded.total_variable_updates, rest=excluded.rest"
+)
+_UPDATE_SESSION_COUNTERS = (
+    "UPDATE sessions SET last_accessed=?, revision=?, variable_count=?, program_count=?, total_variable_updates=? WHERE id=?"
+)
+_UPSERT_VARIABLE = (
+    "INSERT INTO variables VALUES (?,?,?,?) ON CONFLICT(session, id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
+)
+_UPSERT_INDEX = "INSERT INTO variable_index VALUES (?,?,?) ON CONFLICT(session, key) DO UPDATE SET variable_id=excluded.variable_id"
+_UPSERT_PROGRAM = "INSERT INTO programs VALUES (?,?,?,?) ON CONFLICT(session, key) DO UPDATE SET data=excluded.data"
+_UPSERT_GLOBAL = "INSERT INTO global_programs VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET stored_at=excluded.stored_at, data=excluded.data"
+_UPSERT_META = "INSERT INTO meta VALUES (?,?) ON CONFLICT(name) DO UPDATE SET value=excluded.value"
+
+# what a mark names (the first item of a mark tuple)
+_HEADER, _COUNTERS, _VARIABLE, _INDEX, _PROGRAM, _GLOBAL = range(6)
+
+
+def _session_row(header: SessionRecord, seq: int) -> tuple:
+    return (
+        id_bytes(header.id),
+        seq,
+        header.created_at,
+        header.last_accessed,
+        header.ttl,
+        header.revision,
+        header.variable_count,
+        header.program_count,
+        header.total_variable_updates,
+        term_bytes((header.last_worker_id, header.metadata)),
+    )
+
+
+def _header_from_row(row: tuple) -> SessionRecord:
+    raw_id, _seq, created_at, last_accessed, ttl, revision, variables, programs, updates, rest = row
+    last_worker_id, metadata = bytes_term(rest)
+    if metadata == EMPTY_MAP and type(metadata) is dict:
+        metadata = EMPTY_MAP
+    return SessionRecord(
+        bytes_id(raw_id), created_at, last_accessed, ttl, last_worker_id, metadata, variables, programs, updates, revision
+    )
+
+
+class SqliteStorage(MemoryStorage):
+    """The memory backend, made durable in the SQLite file at `path`."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str, synchronous: str = "normal") -> None:
+        super().__init__()
+        if synchronous not in SYNCHRONOUS_LEVELS:
+            raise StorageOpenError(f"synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, got {synchronous!r}")
+        self.path = path
+        self.synchronous = synchronous
+        self._marks: dict[tuple, None] = {}
+        self._rewrite: dict[SessionId, None] = {}
+        """Sessions to write whole (deleted, replaced): every row deleted, then rewritten if the
+        session is in memory at flush."""
+        self._meta_dirty = False
+        self._wipe = False
+        self._variable_seqs: dict[SessionId, dict[str, int]] = {}
+        self._next_variable_seq = 1
+        self._next_program_seq = 1
+        self._program_seqs: dict[SessionId, dict[bytes, int]] = {}
+        self._db = self._open()
+        try:
+            self._load()
+        except Exception:
+            self._db.close()
+            raise
+
+    # opening -----------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StorageOpenError(f"cannot open {self.path}: directory {directory} does not exist")
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=1.0)
+        except sqlite3.Error as error:
+            raise StorageOpenError(f"cannot open {self.path}: {error}") from None
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StorageOpenError(f"cannot put {self.path} in WAL mode (journal_mode is {mode})")
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            # take the exclusive lock now (held until close): a second sidecar is refused here
+            db.execute("BEGIN EXCLUSIVE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            if version is None:
+                db.execute(_UPSERT_META, ("schema_version", SCHEMA_VERSION))
+            elif version[0] != SCHEMA_VERSION:
+                raise StorageOpenError(
+                    f"{self.path} holds schema version {version[0]}; this sidecar reads version {SCHEMA_VERSION} only"
+                )
+            db.execute("COMMIT")
+        except StorageOpenError:
+            db.close()
+            raise
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "locked" in str(error):
+                raise StorageOpenError(f"{self.path} is in use by another sidecar (sharing a store is the Redis backend's job)") from None
+            raise StorageOpenError(f"cannot open {self.path}: {error}") from None
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise StorageOpenError(f"cannot open {self.path}: {error}") from None
+        return db
+
+    def _load(self) -> None:
+        """Everything in the file into memory (and forget anything held before)."""
+        MemoryStorage.reset(self)
+        self._variable_seqs.clear()
+        self._program_seqs.clear()
+        db = self._db
+        meta = dict(db.execute("SELECT name, value FROM meta"))
+        self.variable_number = meta.get("variable_number", 0)
+        self.counter_values = {name: meta.get(name, 0) for name in STORE_COUNTERS}
+        sessions = self.sessions
+        session_seq = 0
+        for row in db.execute("SELECT * FROM sessions ORDER BY seq"):
+            header = _header_from_row(row)
+            sessions[header.id] = SessionData(header, row[1])
+            session_seq = row[1]
+        self._session_seq = session_seq
+        by_raw = {id_bytes(session_id): data for session_id, data in sessions.items()}
+        variable_seq = 0
+        for raw_session, variable_id, seq, data in db.execute("SELECT session, id, seq, data FROM variables ORDER BY seq"):
+            entry = by_raw.get(raw_session)
+            if entry is not None:
+                entry.variables[variable_id] = bytes_variable(data)
+                self._variable_seqs.setdefault(entry.header.id, {})[variable_id] = seq
+            variable_seq = max(variable_seq, seq)
+        self._next_variable_seq = variable_seq + 1
+        for raw_session, key, variable_id in db.execute("SELECT session, key, variable_id FROM variable_index"):
+            entry = by_raw.get(raw_session)
+            if entry is not None:
+                entry.index[bytes_term(key)] = variable_id
+        program_seq = 0
+        for raw_session, key, seq, data in db.execute("SELECT session, key, seq, data FROM programs ORDER BY seq"):
+            entry = by_raw.get(raw_session)
+            if entry is not None:
+                entry.programs[key] = bytes_term(data)
+                self._program_seqs.setdefault(entry.header.id, {})[key] = seq
+            program_seq = max(program_seq, seq)
+        self._next_program_seq = program_seq + 1
+        for raw_id, stored_at, data in db.execute("SELECT id, stored_at, data FROM global_programs"):
+            self.global_programs[bytes_id(raw_id)] = (bytes_term(data), stored_at)
+        self._forget_marks()
+
+    # marks ---------------------------------------------------------------------------------
+
+    def _forget_marks(self) -> None:
+        self._marks.clear()
+        self._rewrite.clear()
+        self._meta_dirty = False
+        self._wipe = False
+
+    def insert_session(self, header: SessionRecord) -> tuple[SessionRecord, bool]:
+        stored, inserted = super().insert_session(header)
+        if inserted:
+            self._marks[(_HEADER, header.id)] = None
+        return stored, inserted
+
+    def touch_session(self, session_id: SessionId, now: int) -> None:
+        super().touch_session(session_id, now)
+        self._marks[(_COUNTERS, session_id)] = None
+
+    def session_changed(self, session_id: SessionId, now: int, variables: int = 0, programs: int = 0, updates: int = 0, worker: Any = ...) -> None:
+        if worker is ...:
+            super().session_changed(session_id, now, variables, programs, updates)
+            self._marks[(_COUNTERS, session_id)] = None
+        else:
+            super().session_changed(session_id, now, variables, programs, updates, worker)
+            self._marks[(_HEADER, session_id)] = None
+
+    def delete_session(self, session_id: SessionId) -> bool:
+        deleted = super().delete_session(session_id)
+        if deleted:
+            self._rewrite[session_id] = None
+        return deleted
+
+    def replace_session(self, contents: SessionContents, expected_revision: int) -> bool:
+        replaced = super().replace_session(contents, expected_revision)
+        if replaced:
+            self._rewrite[contents.header.id] = None
+        return replaced
+
+    def put_variable(self, session_id: SessionId, variable: VariableRecord, index_key: Any) -> bool:
+        new = super().put_variable(session_id, variable, index_key)
+        if new:  # a new id (or one deleted before) goes to the end of the order
+            self._variable_seqs.setdefault(session_id, {})[variable.id] = self._next_variable_seq
+            self._next_variable_seq += 1
+        marks = self._marks
+        marks[(_VARIABLE, session_id, variable.id)] = None
+        if index_key is not None:
+            marks[(_INDEX, session_id, index_key)] = None
+        return new
+
+    def delete_variable(self, session_id: SessionId, variable_id: str, index_key: Any) -> None:
+        super().delete_variable(session_id, variable_id, index_key)
+        self._marks[(_VARIABLE, session_id, variable_id)] = None
+        if index_key is not None:
+            self._marks[(_INDEX, session_id, index_key)] = None
+
+    def next_variable_number(self) -> int:
+        self._meta_dirty = True
+        return super().next_variable_number()
+
+    def reserve_variable_number(self, number: int) -> None:
+        self._meta_dirty = True
+        super().reserve_variable_number(number)
+
+    def put_program(self, session_id: SessionId, program_id: Any, data_term: Any) -> bool:
+        new = super().put_program(session_id, program_id, data_term)
+        key = program_key(program_id)
+        if new:
+            self._program_seqs.setdefault(session_id, {})[key] = self._next_program_seq
+            self._next_program_seq += 1
+        self._marks[(_PROGRAM, session_id, key)] = None
+        return new
+
+    def put_global_program(self, program_id: SessionId, data: Any, stored_at: int) -> None:
+        super().put_global_program(program_id, data, stored_at)
+        self._marks[(_GLOBAL, program_id)] = None
+
+    def delete_global_program(self, program_id: SessionId) -> bool:
+        deleted = super().delete_global_program(program_id)
+        if deleted:
+            self._marks[(_GLOBAL, program_id)] = None
+        return deleted
+
+    def count(self, counter: str, delta: int = 1) -> None:
+        self._meta_dirty = True
+        super().count(counter, delta)
+
+    def reset(self) -> None:
+        MemoryStorage.reset(self)
+        self._variable_seqs.clear()
+        self._program_seqs.clear()
+        self._forget_marks()
+        self._wipe = True
+
+    # flushing ------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything committed is not in the file yet."""
+        return bool(self._marks or self._rewrite or self._meta_dirty or self._wipe)
+
+    def flush(self) -> None:
+        if not (self._marks or self._rewrite or self._meta_dirty or self._wipe):
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            self._write_marked(db)
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._recover(error)
+        finally:
+            self._forget_marks()
+
+    def _recover(self, error: Exception) -> None:
+        """A failed flush: undo the SQLite transaction and put memory back to the file's state
+        (the chunk's replies become errors: `server.Sidecar`), then report it."""
+        log.error("writing %s failed: %s; back to its last committed state", self.path, error)
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._load()
+        except sqlite3.Error as reload_error:
+            raise StorageError(f"writing {self.path} failed ({error}), and so did reading it back ({reload_error})") from None
+        raise StorageError(f"writing {self.path} failed: {error}")
+
+    def _write_marked(self, db: sqlite3.Connection) -> None:
+        if self._wipe:
+            for table in ("sessions", "variables", "variable_index", "programs", "global_programs", "meta"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute(_UPSERT_META, ("schema_version", SCHEMA_VERSION))
+            self._meta_dirty = True
+            for session_id in self.sessions:
+                self._rewrite[session_id] = None
+            for program_id in self.global_programs:
+                self._marks[(_GLOBAL, program_id)] = None
+        rewrite = self._rewrite
+        for session_id in rewrite:
+            self._write_session(db, session_id)
+        sessions = self.sessions
+        headers, counters, variables, gone_variables, index, gone_index, programs, globals_, gone_globals = (
+            [], [], [], [], [], [], [], [], []
+        )
+        for mark in self._marks:
+            kind = mark[0]
+            if kind == _GLOBAL:
+                entry = self.global_programs.get(mark[1])
+                raw = id_bytes(mark[1])
+                if entry is None:
+                    gone_globals.append((raw,))
+                else:
+                    globals_.append((raw, entry[1], term_bytes(entry[0])))
+                continue
+            session_id = mark[1]
+            if session_id in rewrite:
+                continue
+            data = sessions.get(session_id)
+            if data is None:  # deleted since: its rewrite mark deletes every row
+                continue
+            raw_session = id_bytes(session_id)
+            if kind == _COUNTERS:
+                header = data.header
+                counters.append(
+                    (header.last_accessed, header.revision, header.variable_count, header.program_count, header.total_variable_updates, raw_session)
+                )
+            elif kind == _HEADER:
+                headers.append(_session_row(data.header, data.seq))
+            elif kind == _VARIABLE:
+                variable = data.variables.get(mark[2])
+                if variable is None:
+                    gone_variables.append((raw_session, mark[2]))
+                else:
+                    seq = self._variable_seqs[session_id][variable.id]
+                    variables.append((raw_session, variable.id, seq, variable_bytes(variable)))
+            elif kind == _INDEX:
+                variable_id = data.index.get(mark[2])
+                key = term_bytes(mark[2])
+                if variable_id is None:
+                    gone_index.append((raw_session, key))
+                else:
+                    index.append((raw_session, key, variable_id))
+            elif kind == _PROGRAM:
+                program = data.programs.get(mark[2])
+                if program is not None:  # a program is never deleted on its own
+                    programs.append((raw_session, mark[2], self._program_seqs[session_id][mark[2]], term_bytes(program)))
+        if headers:
+            db.executemany(_UPSERT_SESSION, headers)
+        if counters:
+            db.executemany(_UPDATE_SESSION_COUNTERS, counters)
+        if gone_variables:
+            db.executemany("DELETE FROM variables WHERE session=? AND id=?", gone_variables)
+        if variables:
+            db.executemany(_UPSERT_VARIABLE, variables)
+        if gone_index:
+            db.executemany("DELETE FROM variable_index WHERE session=? AND key=?", gone_index)
+        if index:
+            db.executemany(_UPSERT_INDEX, index)
+        if programs:
+            db.executemany(_UPSERT_PROGRAM, programs)
+        if gone_globals:
+            db.executemany("DELETE FROM global_programs WHERE id=?", gone_globals)
+        if globals_:
+            db.executemany(_UPSERT_GLOBAL, globals_)
+        if self._meta_dirty:
+            meta: Iterable[tuple[str, int]] = [("variable_number", self.variable_number), *self.counter_values.items()]
+            db.executemany(_UPSERT_META, meta)
+
+    def _write_session(self, db: sqlite3.Connection, session_id: SessionId) -> None:
+        """Every row of one session deleted, then written again from memory if it is there."""
+        raw = id_bytes(session_id)
+        for table in ("variables", "variable_index", "programs"):
+            db.execute(f"DELETE FROM {table} WHERE session=?", (raw,))
+        data = self.sessions.get(session_id)
+        if data is None:
+            db.execute("DELETE FROM sessions WHERE id=?", (raw,))
+            self._variable_seqs.pop(session_id, None)
+            self._program_seqs.pop(session_id, None)
+            return
+        db.execute(_UPSERT_SESSION, _session_row(data.header, data.seq))
+        variable_seqs = self._variable_seqs[session_id] = {}
+        for variable in data.variables.values():
+            variable_seqs[variable.id] = self._next_variable_seq
+            self._next_variable_seq += 1
+        db.executemany(
+            _UPSERT_VARIABLE,
+            [(raw, variable.id, variable_seqs[variable.id], variable_bytes(variable)) for variable in data.variables.values()],
+        )
+        db.executemany(_UPSERT_INDEX, [(raw, term_bytes(key), variable_id) for key, variable_id in data.index.items()])
+        program_seqs = self._program_seqs[session_id] = {}
+        for key in data.programs:
+            program_seqs[key] = self._next_program_seq
+            self._next_program_seq += 1
+        db.executemany(_UPSERT_PROGRAM, [(raw, key, program_seqs[key], term_bytes(program)) for key, program in data.programs.items()])
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._db.close()
+
+    def file_bytes(self) -> int:
+        """The size of the database file and its WAL on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total

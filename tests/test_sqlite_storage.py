@@ -1,0 +1,307 @@
+"""The SQLite backend: what is committed is in the file, the file is one sidecar's, and what
+opening it finds is exactly the store that wrote it (terms, ids, versions, counters, order).
+
+The store suites (tests/test_contract_*.py, replays, fuzzing) run on SQLite too; this file is
+about the file: reopening, refusals, group commit, failures, and time across restarts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backends import snapshot
+from client import SubprocessClient, sidecar_env
+
+from sidecar import codec
+from sidecar.cli import SidecarOptions
+from sidecar.clock import FakeClock
+from sidecar.server import Sidecar
+from sidecar.storage.base import StorageError, StorageOpenError
+from sidecar.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+from sidecar.terms import Atom as A
+from sidecar.terms import Opaque, term_equal
+
+OK = A("ok")
+ERROR = A("error")
+PID = Opaque("pid", bytes.fromhex("58770d6e6f6e6f6465406e6f686f7374000000530000000000000000"))
+
+
+class Served:
+    """A sidecar on a SQLite file, called the way the wire calls it."""
+
+    def __init__(self, path: Path, clock: Any = None) -> None:
+        self.clock = clock or FakeClock(100)
+        self.storage = SqliteStorage(str(path))
+        self.sidecar = Sidecar(SidecarOptions(), clock_factory=lambda _start: self.clock, storage=self.storage)
+        self._ids = itertools.count(1)
+
+    def call(self, function: str, *args: Any) -> Any:
+        frames = self.sidecar.handle_input(codec.encode_frame((A("call"), next(self._ids), A(function), list(args))))
+        return codec.decode(frames[-1][4:])[2]
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def _fill(served: Served) -> None:
+    big = 2**200
+    assert served.call("create_session", "s", [(A("metadata"), {A("k"): (1, PID, big)}), (A("programs"), {"p0": [1.0, "x"]})])[0] is OK
+    served.call("register_variable", "s", A("t"), A("float"), 0.5, [(A("constraints"), {A("min"): 0.0})])
+    served.call("register_variable", "s", "n", A("integer"), big, [(A("metadata"), {"tuple": (A("a"), b"\xff")})])
+    served.call("register_variable", "s", A("e"), A("embedding"), [1, 2.5], [])
+    for value in (0.6, 0.7, 0.8):
+        served.call("update_variable", "s", A("t"), value)
+    served.call("store_program", "s", A("prog"), {A("nested"): {"deep": [PID, None, True]}})
+    served.call("store_program", "s", [1, 2], 1.0)
+    served.call("store_global_program", "g", {A("model"): "gpt", A("pid"): PID})
+    served.call("store_worker_session", "s", "worker-1")
+    served.call("start_optimization", "s", "n", "opt-1", PID)
+    served.call("create_session", "other", [(A("ttl"), 7)])
+    served.call("register_variable", "other", A("x"), A("string"), "hello")
+    served.call("delete_variable", "s", A("e"))
+
+
+def test_a_reopened_file_holds_exactly_what_was_acknowledged(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    held = snapshot(served.storage, ["g"])
+    session = served.call("get_session", "s")
+    served.storage._db.close()  # no close(): what a killed sidecar leaves
+    again = Served(tmp_path / "store.db")
+    assert snapshot(again.storage, ["g"]) == held
+    assert term_equal(again.call("get_session", "s"), session)
+    assert again.call("get_variable_value", "s", "n") == 2**200
+    assert again.call("update_variable", "s", "n", 1) == (ERROR, A("variable_locked_for_optimization"))
+    assert again.call("get_program", "s", [1, 2]) == (OK, 1.0)
+    assert again.call("get_program", "s", A("prog")) == (OK, {A("nested"): {"deep": [PID, None, True]}})
+    assert again.call("get_global_program", "g") == (OK, {A("model"): "gpt", A("pid"): PID})
+    assert again.call("list_sessions") == ["s", "other"]
+    assert [v[A("name")] for v in again.call("list_variables", "s")[1]] == [A("t"), "n"]
+    again.close()
+
+
+def test_ids_versions_and_counters_continue_after_a_reopen(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    stats = served.call("get_stats")
+    served.close()
+    again = Served(tmp_path / "store.db")
+    assert again.call("register_variable", "s", A("later"), A("float"), 1.0) == (OK, "var_later_5")
+    assert again.call("update_variable", "s", A("t"), 0.9) is OK
+    assert again.call("get_variable", "s", A("t"))[1][A("version")] == 4
+    new_stats = again.call("get_stats")
+    for key in (A("sessions_created"), A("global_programs_stored")):
+        assert new_stats[key] == stats[key]
+    again.close()
+
+
+def test_every_write_of_a_chunk_is_committed_in_one_transaction(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    statements: list[str] = []
+    served.storage._db.set_trace_callback(statements.append)
+    frames = b"".join(codec.encode_frame((A("call"), 100 + n, A("update_variable"), ["s", A("t"), n / 10])) for n in range(16))
+    answers = [codec.decode(frame[4:]) for frame in served.sidecar.handle_input(frames)]
+    assert [answer[2] for answer in answers if answer[0] is A("reply")] == [OK] * 16
+    assert statements.count("BEGIN") == 1 and statements.count("COMMIT") == 1
+    served.storage._db.set_trace_callback(None)
+    assert served.call("get_variable", "s", A("t"))[1][A("version")] == 16
+    served.close()
+
+
+def test_a_read_only_chunk_writes_nothing(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    served.call("get_variable", "s", A("t"))  # the touch of this second is written once
+    statements: list[str] = []
+    served.storage._db.set_trace_callback(statements.append)
+    for _ in range(5):
+        served.call("get_variable", "s", A("t"))
+        served.call("list_variables", "s")
+    assert statements == []
+    served.close()
+
+
+def test_a_second_sidecar_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    first = SqliteStorage(str(tmp_path / "store.db"))
+    with pytest.raises(StorageOpenError, match="in use by another sidecar"):
+        SqliteStorage(str(tmp_path / "store.db"))
+    first.close()
+    SqliteStorage(str(tmp_path / "store.db")).close()  # free again once the first is closed
+
+
+def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    SqliteStorage(str(tmp_path / "store.db")).close()
+    db = sqlite3.connect(tmp_path / "store.db")
+    db.execute("UPDATE meta SET value=? WHERE name='schema_version'", (SCHEMA_VERSION + 1,))
+    db.commit()
+    db.close()
+    with pytest.raises(StorageOpenError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        SqliteStorage(str(tmp_path / "store.db"))
+
+
+@pytest.mark.parametrize("make", ["not_a_database", "missing_directory", "a_directory"])
+def test_a_path_that_does_not_open_is_a_clear_error(tmp_path: Path, make: str) -> None:
+    path = tmp_path / "store.db"
+    if make == "not_a_database":
+        path.write_bytes(b"this is not sqlite" * 100)
+    elif make == "missing_directory":
+        path = tmp_path / "nope" / "store.db"
+    else:
+        path.mkdir()
+    with pytest.raises(StorageOpenError, match="cannot open"):
+        SqliteStorage(str(path))
+
+
+def test_a_failed_flush_turns_the_chunks_replies_into_errors_and_keeps_the_file_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    before = snapshot(served.storage)
+
+    def full_disk(self: Any, db: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SqliteStorage, "_write_marked", full_disk)
+    frames = b"".join(codec.encode_frame((A("call"), 7 + n, A("update_variable"), ["s", A("t"), 0.9])) for n in range(2))
+    frames += codec.encode_frame((A("call"), 9, A("get_variable_value"), ["s", A("t")]))
+    answers = [codec.decode(frame[4:]) for frame in served.sidecar.handle_input(frames)]
+    replies = [answer for answer in answers if answer[0] is A("reply")]
+    assert [reply[1] for reply in replies] == [7, 8, 9]
+    for reply in replies:
+        assert reply[2][0] is ERROR and reply[2][1][0] is A("storage_error") and "disk is full" in reply[2][1][1]
+    assert not [answer for answer in answers if answer[0] is A("telemetry")]
+    monkeypatch.undo()
+    assert snapshot(served.storage) == before  # memory went back to what the file holds
+    assert served.call("get_variable_value", "s", A("t")) == 0.5
+    served.close()
+
+
+def test_flush_reports_a_failure_as_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = SqliteStorage(str(tmp_path / "store.db"))
+    storage.begin().count("cleanup_runs")
+    monkeypatch.setattr(SqliteStorage, "_write_marked", lambda self, db: (_ for _ in ()).throw(sqlite3.DatabaseError("I/O error")))
+    with pytest.raises(StorageError, match="I/O error"):
+        storage.flush()
+    monkeypatch.undo()
+    assert storage.counters()["cleanup_runs"] == 0 and not storage.pending
+    storage.close()
+
+
+def test_times_survive_a_restart_of_the_beam_on_its_new_clock(tmp_path: Path) -> None:
+    # the first run: storage time 1_000_000 is BEAM time -500
+    first = Served(tmp_path / "store.db", FakeClock(1_000_000, beam_offset=1_000_500))
+    session = first.call("create_session", "s", [(A("ttl"), 100)])[1]
+    assert session[A("created_at")] == -500
+    first.call("register_variable", "s", A("t"), A("float"), 0.5)
+    first.close()
+    # thirty seconds later, a new BEAM whose monotonic clock says 77_000
+    second = Served(tmp_path / "store.db", FakeClock(1_000_030, beam_offset=1_000_030 - 77_000))
+    session = second.call("get_session", "s")[1]
+    assert session[A("created_at")] == 77_000 - 30 and session[A("last_accessed")] == 77_000
+    assert second.call("get_variable", "s", A("t"))[1][A("created_at")] == 77_000 - 30
+    second.close()
+
+
+def test_a_session_that_expired_while_the_store_was_down_goes_at_the_next_cleanup(tmp_path: Path) -> None:
+    first = Served(tmp_path / "store.db", FakeClock(1_000))
+    first.call("create_session", "short", [(A("ttl"), 60)])
+    first.call("create_session", "long", [(A("ttl"), 3600)])
+    first.close()
+    second = Served(tmp_path / "store.db", FakeClock(1_000 + 600))  # down for ten minutes
+    assert second.call("cleanup_expired_sessions") == 1
+    assert second.call("list_sessions") == ["long"]
+    second.close()
+    third = Served(tmp_path / "store.db", FakeClock(1_000 + 601))
+    assert third.call("list_sessions") == ["long"]
+    third.close()
+
+
+def test_the_synchronous_level_is_the_one_asked_for(tmp_path: Path) -> None:
+    for level, number in (("normal", 1), ("full", 2)):
+        storage = SqliteStorage(str(tmp_path / f"{level}.db"), synchronous=level)
+        assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == number
+        assert storage._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        storage.close()
+    with pytest.raises(StorageOpenError):
+        SqliteStorage(str(tmp_path / "x.db"), synchronous="off")
+
+
+def test_a_reset_empties_the_file(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    served.sidecar.store.call("reset")
+    served.sidecar.store.flush()
+    served.call("create_session", "after", {})
+    served.close()
+    again = Served(tmp_path / "store.db")
+    assert again.call("list_sessions") == ["after"]
+    assert again.call("get_global_program", "g") == (ERROR, A("not_found"))
+    assert again.call("get_stats")[A("sessions_created")] == 1
+    again.close()
+
+
+# -- through a real subprocess ------------------------------------------------------------
+
+
+@pytest.mark.subprocess
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    option = f"sqlite:{tmp_path / 'store.db'}"
+    sidecar = SubprocessClient("--storage", option)
+    assert sidecar.call("create_session", "s")[0] is OK
+    assert sidecar.call("register_variable", "s", A("t"), A("integer"), 0)[0] is OK
+    acknowledged = 0
+    pipelined = [sidecar.send_call("update_variable", "s", A("t"), n) for n in range(1, 201)]
+    for call_id in pipelined:
+        assert sidecar.wait_reply(call_id) is OK
+        acknowledged += 1
+    sidecar.process.kill()
+    sidecar.process.wait()
+    again = SubprocessClient("--storage", option)
+    variable = again.call("get_variable", "s", A("t"))[1]
+    assert variable[A("version")] >= acknowledged and variable[A("value")] == 200
+    assert again.call("register_variable", "s", A("u"), A("integer"), 0) == (OK, "var_u_2")
+    again.close()
+    sidecar.close()
+
+
+@pytest.mark.subprocess
+def test_a_sidecar_whose_storage_does_not_open_refuses_the_hello_and_every_call(tmp_path: Path) -> None:
+    option = f"sqlite:{tmp_path / 'missing' / 'store.db'}"
+    sidecar = SubprocessClient("--storage", option, hello=False)
+    sidecar.send_term((A("hello"), 1, {}))
+    reason, message = sidecar.next_protocol_error()
+    assert reason[0] is A("storage_unavailable") and "does not exist" in reason[1] and "storage unavailable" in message
+    assert sidecar.call("ping") == (ERROR, (A("storage_unavailable"), reason[1]))
+    assert "cannot be opened" in sidecar.stderr_text()
+    assert sidecar.close() == 0
+
+
+@pytest.mark.subprocess
+def test_a_bad_storage_option_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--storage", "postgres://x"],
+        env=sidecar_env(),
+        capture_output=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert b"unknown storage 'postgres://x'" in done.stderr and done.stdout == b""
+
+
+def test_the_file_lives_where_the_option_says(tmp_path: Path) -> None:
+    options = SidecarOptions(storage=f"sqlite:{tmp_path / 'here.db'}", sqlite_synchronous="full")
+    sidecar = Sidecar(options)
+    assert sidecar.store.storage.name == "sqlite" and sidecar.store.storage.synchronous == "full"
+    sidecar.store.storage.close()
+    assert os.path.exists(tmp_path / "here.db")
