@@ -1,4 +1,4 @@
-"""The SessionStore contract (../shared/CONTRACT.md) on top of a storage backend. No I/O.
+"""The SessionStore contract (docs/contract.md) on top of a storage backend. No I/O.
 
 Every public call returns `(result, events)`: `result` is exactly the native term the Elixir
 function returns, `events` the telemetry events `(event, measurements, metadata)` it caused, in
