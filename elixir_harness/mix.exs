@@ -9,7 +9,8 @@ defmodule SnakepitSidecar.MixProject do
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
       deps: [],
-      docs: [main: "SnakepitSidecar"]
+      docs: [main: "SnakepitSidecar"],
+      package: [licenses: ["MIT"]]
     ]
   end
 

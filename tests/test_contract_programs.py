@@ -1,5 +1,6 @@
-"""Contract rows for programs: global programs (with TTL expiry through run_cleanup) and
-per-session programs; program data of any shape comes back exactly as stored."""
+"""Contract rows for programs (docs/contract.md, "Programs"): global programs (with TTL expiry
+through run_cleanup) and per-session programs; program data of any shape comes back exactly as
+stored."""
 
 from __future__ import annotations
 

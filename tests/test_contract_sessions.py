@@ -1,5 +1,6 @@
-"""Contract rows for sessions: create/get/delete/exists/list, TTL expiry and cleanup, stats,
-worker affinity, and the optimistic update_session pair (fetch_session_for_update/put_session_if).
+"""Contract rows for sessions (docs/contract.md, "Sessions"): create/get/delete/exists/list, TTL
+expiry and cleanup, stats, worker affinity, and the optimistic update_session pair
+(fetch_session_for_update/put_session_if).
 
 Timestamps are checked relative to each other, with a little slack where a real clock runs
 (the subprocess client), never against absolute values.

@@ -1,5 +1,5 @@
-"""Contract rows for telemetry: all eight events, with their exact measurements and metadata,
-in the order they happen, and no event where none is due."""
+"""Contract rows for telemetry (docs/contract.md, "Telemetry"): all eight events, with their exact
+measurements and metadata, in the order they happen, and no event where none is due."""
 
 from __future__ import annotations
 

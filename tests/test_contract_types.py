@@ -1,5 +1,6 @@
-"""Contract rows for the eight types, through register_variable/update_variable and (with the
-subprocess client) over the wire: what each accepts and stores, and each message, exactly."""
+"""Contract rows for the eight types (docs/contract.md, "Types"), through
+register_variable/update_variable and (with the subprocess client) over the wire: what each
+accepts and stores, and each message, exactly."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Contract rows for variables: register/get/update/delete/has/list (patterns), batch calls,
-export -> import round trips, bad imports, and the optimization lock."""
+"""Contract rows for variables (docs/contract.md, "Variables"): register/get/update/delete/has/list
+(patterns), batch calls, export -> import round trips, bad imports, and the optimization lock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for sidecar.types: the contract's Types table, row by row and message by message."""
+"""Tests for sidecar.types: the Types tables of docs/contract.md, row by row and message by
+message."""
 
 from __future__ import annotations
 

@@ -52,6 +52,21 @@ defmodule SnakepitSidecar.TransactionTest do
     assert length(log.()) == 1
   end
 
+  test "gives up with {:error, :conflict} after 100 conflicting attempts" do
+    {:ok, reads} = Agent.start_link(fn -> 0 end)
+
+    call = fn
+      _server, :fetch_session_for_update, ["s"] ->
+        {:ok, %{n: 1}, Agent.get_and_update(reads, &{&1, &1 + 1})}
+
+      _server, :put_session_if, ["s", _revision, _session] ->
+        {:error, :conflict}
+    end
+
+    assert Transaction.update_session(:store, "s", & &1, call) == {:error, :conflict}
+    assert Agent.get(reads, & &1) == 100
+  end
+
   test "errors of either call are returned as they are" do
     {call, _} = scripted([{:error, :not_found}])
     assert Transaction.update_session(:store, "s", & &1, call) == {:error, :not_found}

@@ -1,6 +1,6 @@
 defmodule SnakepitSidecar.SessionStore do
   @moduledoc """
-  The Snakepit SessionStore contract served by the Python sidecar.
+  The Snakepit SessionStore contract (`docs/contract.md`) served by the Python sidecar.
 
   Start it under a supervisor:
 

@@ -1,4 +1,5 @@
 defmodule SnakepitSidecar.Contract.ProgramsTest do
+  @moduledoc ~s(Contract rows of docs/contract.md, "Programs", through the real port.)
   use SnakepitSidecar.SidecarCase, drop_in: true
 
   @program %{

@@ -1,4 +1,5 @@
 defmodule SnakepitSidecar.Contract.SessionsTest do
+  @moduledoc ~s(Contract rows of docs/contract.md, "Sessions", through the real port.)
   use SnakepitSidecar.SidecarCase, drop_in: true
 
   describe "create_session" do

@@ -1,4 +1,5 @@
 defmodule SnakepitSidecar.Contract.TelemetryTest do
+  @moduledoc ~s(Contract rows of docs/contract.md, "Telemetry", through the real port.)
   use SnakepitSidecar.SidecarCase, drop_in: true
 
   @events SnakepitSidecar.Telemetry.sidecar_events()

@@ -1,4 +1,5 @@
 defmodule SnakepitSidecar.Contract.TypesTest do
+  @moduledoc ~s(Contract rows of docs/contract.md, "Types", through the real port.)
   use SnakepitSidecar.SidecarCase, drop_in: true
 
   setup do

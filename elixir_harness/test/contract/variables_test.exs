@@ -1,4 +1,5 @@
 defmodule SnakepitSidecar.Contract.VariablesTest do
+  @moduledoc ~s(Contract rows of docs/contract.md, "Variables", through the real port.)
   use SnakepitSidecar.SidecarCase, drop_in: true
 
   setup do
