@@ -53,23 +53,43 @@ defmodule Bench.Main do
     {echo, measure} = Common.open_floor(python, settings)
 
     {:ok, owner} = EchoFloor.Owner.start_link(python)
-    owner_floor = for callers <- [1, 16], into: %{}, do: {callers, measure.(EchoFloor.Owner.round_trip_fun(owner), callers)}
+
+    owner_floor =
+      for callers <- [1, 16],
+          into: %{},
+          do: {callers, measure.(EchoFloor.Owner.round_trip_fun(owner), callers)}
+
     GenServer.stop(owner)
-    log("floor through an owner process: #{paired_text(owner_floor[1])}; 16 callers #{paired_text(owner_floor[16])}")
+
+    log(
+      "floor through an owner process: #{paired_text(owner_floor[1])}; 16 callers #{paired_text(owner_floor[16])}"
+    )
 
     {:ok, server} = Store.start_link(Keyword.put(store_opts, :name, nil))
     ping = measure.(Workload.ping_fun(server), 1)
     log("ping: #{paired_text(ping)}")
 
     sessions =
-      Map.new(Enum.uniq(@session_sizes ++ [10]), fn size -> {size, Workload.create_session(server, size)} end)
+      Map.new(Enum.uniq(@session_sizes ++ [10]), fn size ->
+        {size, Workload.create_session(server, size)}
+      end)
 
     cells =
       for op <- Workload.operations(), size <- @session_sizes, callers <- @callers do
         names = Map.fetch!(sessions, Workload.effective_size(op, size))
         result = measure.(Workload.call_fun(server, op, names), callers)
-        log("#{Workload.label(op)} vars=#{Workload.effective_size(op, size)} callers=#{callers}: #{paired_text(result)}")
-        %{op: op, size: size, effective_size: Workload.effective_size(op, size), callers: callers, result: result}
+
+        log(
+          "#{Workload.label(op)} vars=#{Workload.effective_size(op, size)} callers=#{callers}: #{paired_text(result)}"
+        )
+
+        %{
+          op: op,
+          size: size,
+          effective_size: Workload.effective_size(op, size),
+          callers: callers,
+          result: result
+        }
       end
 
     GenServer.stop(server)
@@ -83,7 +103,12 @@ defmodule Bench.Main do
     profile = python_profile(python, settings[:profile_calls])
 
     run = %{
-      floor: Common.combine_floors([ping, owner_floor[1], owner_floor[16] | Enum.map(cells, & &1.result)]),
+      floor:
+        Common.combine_floors([
+          ping,
+          owner_floor[1],
+          owner_floor[16] | Enum.map(cells, & &1.result)
+        ]),
       owner_floor: owner_floor,
       ping: ping,
       cells: cells,
@@ -99,7 +124,9 @@ defmodule Bench.Main do
   defp python_profile(python, calls) do
     script = Path.join(__DIR__, "sidecar_profile.py")
 
-    case System.cmd(python, [script, "--calls", Integer.to_string(calls), "--lines"], cd: Common.repo_root()) do
+    case System.cmd(python, [script, "--calls", Integer.to_string(calls), "--lines"],
+           cd: Common.repo_root()
+         ) do
       {out, 0} ->
         for line <- String.split(out, "\n", trim: true), into: %{} do
           [cell, phase, micros] = String.split(line)
@@ -119,7 +146,11 @@ defmodule Bench.Main do
     File.write!(json_path, Report.json(Report.chart(run)))
     chart = Path.join(docs, "benchmark_chart.png")
 
-    case System.cmd(python, [Path.join(Common.repo_root(), "tools/png_chart.py"), json_path, chart], stderr_to_stdout: true) do
+    case System.cmd(
+           python,
+           [Path.join(Common.repo_root(), "tools/png_chart.py"), json_path, chart],
+           stderr_to_stdout: true
+         ) do
       {_, 0} -> log("wrote docs/benchmarks.md and docs/benchmark_chart.png")
       {out, status} -> log("chart writer failed (#{status}): #{out}")
     end

@@ -7,7 +7,9 @@ sid = "pipelined"
 
 ids =
   1..6
-  |> Enum.map(fn n -> Task.async(fn -> S.register_variable(store, sid, "v#{n}", :integer, n) end) end)
+  |> Enum.map(fn n ->
+    Task.async(fn -> S.register_variable(store, sid, "v#{n}", :integer, n) end)
+  end)
   |> Enum.map(&Task.await/1)
   |> Enum.map(fn {:ok, id} -> id end)
 
@@ -20,7 +22,9 @@ ids =
 1..5
 |> Enum.map(fn _ ->
   Task.async(fn ->
-    S.update_session(store, sid, fn s -> %{s | metadata: Map.update!(s.metadata, "count", &(&1 + 1))} end)
+    S.update_session(store, sid, fn s ->
+      %{s | metadata: Map.update!(s.metadata, "count", &(&1 + 1))}
+    end)
   end)
 end)
 |> Enum.each(fn task -> {:ok, _} = Task.await(task) end)

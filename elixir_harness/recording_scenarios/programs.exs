@@ -29,6 +29,8 @@ data = %{
 {:error, :not_found} = S.store_program(store, "no-session", "p1", data)
 {:error, :not_found} = S.update_program(store, "no-session", "p1", data)
 {:error, :not_found} = S.get_program(store, "no-session", "p1")
-{:ok, %{programs: %{"p1" => %{version: 2}}, stats: %{program_count: 1}}} = S.get_session(store, "prog-session")
+
+{:ok, %{programs: %{"p1" => %{version: 2}}, stats: %{program_count: 1}}} =
+  S.get_session(store, "prog-session")
 
 %{global_programs_stored: 2, global_programs_deleted: _} = S.get_stats(store)

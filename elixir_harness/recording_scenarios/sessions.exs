@@ -5,7 +5,13 @@ alias SnakepitSidecar.SessionStore, as: S
 
 {:ok, %{id: "alpha", ttl: 3600, metadata: %{}, programs: %{}}} = S.create_session(store, "alpha")
 
-{:ok, %{id: "beta", ttl: 120, last_worker_id: "worker-1", metadata: %{"owner" => "dspex", tags: [:a, "b"]}}} =
+{:ok,
+ %{
+   id: "beta",
+   ttl: 120,
+   last_worker_id: "worker-1",
+   metadata: %{"owner" => "dspex", tags: [:a, "b"]}
+ }} =
   S.create_session(store, "beta",
     ttl: 120,
     metadata: %{"owner" => "dspex", tags: [:a, "b"]},
@@ -33,13 +39,21 @@ true = Enum.sort(sessions) == ["alpha", "beta"]
 
 # update_session: run in Elixir, committed with a compare-and-set
 {:ok, %{metadata: %{"step" => 1}}} =
-  S.update_session(store, "alpha", fn session -> %{session | metadata: Map.put(session.metadata, "step", 1)} end)
+  S.update_session(store, "alpha", fn session ->
+    %{session | metadata: Map.put(session.metadata, "step", 1)}
+  end)
 
 {:ok, %{ttl: 60}} = S.update_session(store, "alpha", fn session -> %{session | ttl: 60} end)
 {:error, :not_found} = S.update_session(store, "missing", fn session -> session end)
-{:error, {:update_failed, %RuntimeError{message: "boom"}}} = S.update_session(store, "alpha", fn _ -> raise "boom" end)
+
+{:error, {:update_failed, %RuntimeError{message: "boom"}}} =
+  S.update_session(store, "alpha", fn _ -> raise "boom" end)
+
 {:error, :invalid_ttl} = S.update_session(store, "alpha", fn session -> %{session | ttl: -5} end)
-{:error, :invalid_metadata} = S.update_session(store, "alpha", fn session -> %{session | metadata: :oops} end)
+
+{:error, :invalid_metadata} =
+  S.update_session(store, "alpha", fn session -> %{session | metadata: :oops} end)
+
 {:ok, %{ttl: 60, metadata: %{"step" => 1}}} = S.get_session(store, "alpha")
 
 # worker sessions: an existing session, then a new one

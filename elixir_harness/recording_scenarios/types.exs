@@ -4,7 +4,11 @@
 alias SnakepitSidecar.SessionStore, as: S
 sid = "types"
 {:ok, _} = S.create_session(store, sid)
-reg = fn name, type, value, constraints -> S.register_variable(store, sid, name, type, value, constraints: constraints) end
+
+reg = fn name, type, value, constraints ->
+  S.register_variable(store, sid, name, type, value, constraints: constraints)
+end
+
 value_of = fn {:ok, id} -> S.get_variable_value(store, sid, id) end
 
 # :float
@@ -44,11 +48,14 @@ false = value_of.(reg.(:b_zero, :boolean, 0, %{}))
 # :choice
 "slow" = value_of.(reg.(:c_atom, :choice, :slow, %{choices: ["fast", "slow"]}))
 {:error, "must be a string"} = reg.(:c_bad, :choice, 1, %{})
-{:error, "must be one of: fast, slow"} = reg.(:c_out, :choice, "medium", %{choices: ["fast", "slow"]})
+
+{:error, "must be one of: fast, slow"} =
+  reg.(:c_out, :choice, "medium", %{choices: ["fast", "slow"]})
 
 # :module
 "Elixir.DSPex.Predict" = value_of.(reg.(:m_atom, :module, DSPex.Predict, %{}))
 {:error, "must be a module name"} = reg.(:m_bad, :module, 12, %{})
+
 {:error, "must be one of the allowed modules: Predict, ChainOfThought"} =
   reg.(:m_out, :module, "React", %{allowed_modules: ["Predict", "ChainOfThought"]})
 
@@ -56,13 +63,21 @@ false = value_of.(reg.(:b_zero, :boolean, 0, %{}))
 [1.0, 0.5, 2.0] = value_of.(reg.(:e_ok, :embedding, [1, 0.5, 2], %{dimensions: 3}))
 {:error, "must be a list of numbers"} = reg.(:e_bad, :embedding, [1, "x"], %{})
 {:error, "must be a numeric list"} = reg.(:e_notlist, :embedding, "1,2", %{})
-{:error, "must have exactly 3 dimensions"} = reg.(:e_dims, :embedding, [1.0, 2.0], %{dimensions: 3})
+
+{:error, "must have exactly 3 dimensions"} =
+  reg.(:e_dims, :embedding, [1.0, 2.0], %{dimensions: 3})
 
 # :tensor
-%{"shape" => [2, 2], "data" => _} = value_of.(reg.(:t_ok, :tensor, %{"shape" => [2, 2], "data" => [[1, 2], [3, 4]]}, %{}))
-{:error, "data size doesn't match shape"} = reg.(:t_size, :tensor, %{"shape" => [2, 3], "data" => [1, 2]}, %{})
+%{"shape" => [2, 2], "data" => _} =
+  value_of.(reg.(:t_ok, :tensor, %{"shape" => [2, 2], "data" => [[1, 2], [3, 4]]}, %{}))
+
+{:error, "data size doesn't match shape"} =
+  reg.(:t_size, :tensor, %{"shape" => [2, 3], "data" => [1, 2]}, %{})
+
 {:error, "must be a tensor with shape and data"} = reg.(:t_bad, :tensor, [1, 2], %{})
-{:error, "shape must be [2, 3]"} = reg.(:t_shape, :tensor, %{"shape" => [3, 2], "data" => [1, 2, 3, 4, 5, 6]}, %{shape: [2, 3]})
+
+{:error, "shape must be [2, 3]"} =
+  reg.(:t_shape, :tensor, %{"shape" => [3, 2], "data" => [1, 2, 3, 4, 5, 6]}, %{shape: [2, 3]})
 
 # unknown types, as given
 {:error, {:unknown_type, :complex}} = reg.(:u1, :complex, 1, %{})

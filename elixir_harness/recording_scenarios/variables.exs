@@ -14,14 +14,26 @@ sid = "vars"
   )
 
 "var_temperature_" <> _ = temp_id
-{:ok, tokens_id} = S.register_variable(store, sid, "max_tokens", "integer", 256, %{constraints: %{min: 1, max: 4096}})
+
+{:ok, tokens_id} =
+  S.register_variable(store, sid, "max_tokens", "integer", 256, %{
+    constraints: %{min: 1, max: 4096}
+  })
+
 {:ok, _} = S.register_variable(store, sid, :temp_cpu, :float, 41, [])
 {:ok, _} = S.register_variable(store, sid, :my_temp_x, :string, :hot)
-{:ok, _} = S.register_variable(store, sid, :mode, :choice, :fast, constraints: %{choices: ["fast", "slow"]})
 
-{:ok, %{id: ^temp_id, name: :temperature, type: :float, value: 0.7, version: 0}} = S.get_variable(store, sid, temp_id)
+{:ok, _} =
+  S.register_variable(store, sid, :mode, :choice, :fast, constraints: %{choices: ["fast", "slow"]})
+
+{:ok, %{id: ^temp_id, name: :temperature, type: :float, value: 0.7, version: 0}} =
+  S.get_variable(store, sid, temp_id)
+
 {:ok, %{id: ^temp_id}} = S.get_variable(store, sid, :temperature)
-{:ok, %{id: ^tokens_id, name: "max_tokens", type: :integer}} = S.get_variable(store, sid, "max_tokens")
+
+{:ok, %{id: ^tokens_id, name: "max_tokens", type: :integer}} =
+  S.get_variable(store, sid, "max_tokens")
+
 {:ok, %{value: 41.0}} = S.get_variable(store, sid, "temp_cpu")
 {:error, :not_found} = S.get_variable(store, sid, :nope)
 
@@ -32,7 +44,9 @@ nil = S.get_variable_value(store, sid, :nope)
 
 :ok = S.update_variable(store, sid, :temperature, 0.9)
 :ok = S.update_variable(store, sid, temp_id, 1, %{"source" => "optimizer", "round" => 2})
-{:ok, %{value: 1.0, version: 2, metadata: %{"source" => "optimizer", "round" => 2, "updated_at" => _}}} =
+
+{:ok,
+ %{value: 1.0, version: 2, metadata: %{"source" => "optimizer", "round" => 2, "updated_at" => _}}} =
   S.get_variable(store, sid, temp_id)
 
 {:error, "value 2.5 is above maximum 2.0"} = S.update_variable(store, sid, :temperature, 2.5)
@@ -63,18 +77,27 @@ false = S.has_variable?(store, sid, :nope)
 0.5 = S.get_variable_value(store, sid, :temperature)
 
 {:ok, %{"temperature" => :ok, "max_tokens" => :ok}} =
-  S.update_variables(store, sid, %{"temperature" => 0.2, "max_tokens" => 512}, atomic: true, metadata: %{"batch" => true})
+  S.update_variables(store, sid, %{"temperature" => 0.2, "max_tokens" => 512},
+    atomic: true,
+    metadata: %{"batch" => true}
+  )
 
 # the optimization lock
 :ok = S.start_optimization(store, sid, :temperature, "opt-1", self())
 {:error, :already_optimizing} = S.start_optimization(store, sid, :temperature, "opt-2", self())
-{:ok, %{optimization_status: %{optimizing: true, optimizer_id: "opt-1"}}} = S.get_variable(store, sid, :temperature)
+
+{:ok, %{optimization_status: %{optimizing: true, optimizer_id: "opt-1"}}} =
+  S.get_variable(store, sid, :temperature)
+
 {:error, :variable_locked_for_optimization} = S.update_variable(store, sid, :temperature, 0.3)
 {:error, :variable_locked_for_optimization} = S.delete_variable(store, sid, :temperature)
 :ok = S.end_optimization(store, sid, :temperature)
 {:error, :not_found} = S.start_optimization(store, sid, :nope, "opt-1", self())
 {:error, :not_found} = S.end_optimization(store, sid, :nope)
-{:error, :session_not_found} = S.start_optimization(store, "no-session", :temperature, "opt-1", self())
+
+{:error, :session_not_found} =
+  S.start_optimization(store, "no-session", :temperature, "opt-1", self())
+
 {:error, :session_not_found} = S.end_optimization(store, "no-session", :temperature)
 
 # export, then import into another session
@@ -85,7 +108,9 @@ false = S.has_variable?(store, sid, :nope)
 {:ok, %{value: 0.2}} = S.get_variable(store, "vars-copy", "temperature")
 # (the pattern names the reason's atom, which also puts it in this VM's atom table: the harness
 # decodes replies with binary_to_term(:safe))
-{:error, {:invalid_variable, 0, _}} = S.import_variables(store, "vars-copy", [%{name: "broken", type: :float}])
+{:error, {:invalid_variable, 0, _}} =
+  S.import_variables(store, "vars-copy", [%{name: "broken", type: :float}])
+
 {:ok, copied} = S.list_variables(store, "vars-copy")
 5 = length(copied)
 
@@ -97,7 +122,9 @@ false = S.has_variable?(store, sid, :temp_cpu)
 {:ok, second_id} = S.register_variable(store, sid, :temperature, :float, 0.4)
 true = second_id != temp_id
 {:ok, %{id: ^second_id}} = S.get_variable(store, sid, :temperature)
-{:ok, %{variable_index: %{"temperature" => ^second_id}, stats: %{variable_count: _}}} = S.get_session(store, sid)
+
+{:ok, %{variable_index: %{"temperature" => ^second_id}, stats: %{variable_count: _}}} =
+  S.get_session(store, sid)
 
 # every variable call on a missing session
 missing = "no-session"

@@ -65,4 +65,24 @@ defmodule SnakepitSidecar.OptionsTest do
   test "validate! raises ArgumentError" do
     assert_raise ArgumentError, ~r/:default_ttl/, fn -> Options.validate!(default_ttl: -3) end
   end
+
+  test "the moduledoc's table is the schema: every option, with its default" do
+    {:docs_v1, _, _, _, %{"en" => moduledoc}, _, _} = Code.fetch_docs(Options)
+
+    for key <- Options.keys(), do: assert(moduledoc =~ "| `#{inspect(key)}` |")
+
+    assert moduledoc =~ "| `:default_ttl` | non-negative integer, seconds | `3600` |"
+    assert moduledoc =~ "| `:cleanup_interval` |"
+    assert moduledoc =~ "| `60_000` |"
+    assert moduledoc =~ "`$SNAKEPIT_SIDECAR_PYTHON`, else `\"python3\"` |"
+  end
+
+  test "list and alternative types are checked element by element" do
+    assert {:ok, %{sidecar_args: ["--x", ""]}} = Options.validate(sidecar_args: ["--x", ""])
+    assert {:error, message} = Options.validate(sidecar_args: ["--x", :y])
+    assert message =~ "a list, each element a string"
+    assert {:ok, %{call_timeout: :infinity}} = Options.validate(call_timeout: :infinity)
+    assert {:error, message} = Options.validate(call_timeout: :forever)
+    assert message =~ "a positive integer or :infinity"
+  end
 end

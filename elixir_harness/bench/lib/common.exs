@@ -11,8 +11,24 @@ defmodule Bench.Common do
 
   # rounds x (floor burst + cell burst) of about burst_ms each: bursts short enough that the floor
   # and the cell of one round are almost always in the same mode (docs/benchmarks.md).
-  @full [warmup_ms: 200, burst_ms: 10, rounds: 41, min_calls: 16, max_calls: 100_000, memory_sessions: 10_000, profile_calls: 5_000]
-  @quick [warmup_ms: 40, burst_ms: 3, rounds: 15, min_calls: 8, max_calls: 20_000, memory_sessions: 1_000, profile_calls: 500]
+  @full [
+    warmup_ms: 200,
+    burst_ms: 10,
+    rounds: 41,
+    min_calls: 16,
+    max_calls: 100_000,
+    memory_sessions: 10_000,
+    profile_calls: 5_000
+  ]
+  @quick [
+    warmup_ms: 40,
+    burst_ms: 3,
+    rounds: 15,
+    min_calls: 8,
+    max_calls: 20_000,
+    memory_sessions: 1_000,
+    profile_calls: 500
+  ]
 
   @doc "The repository's root directory."
   @spec repo_root() :: String.t()
@@ -29,9 +45,16 @@ defmodule Bench.Common do
   """
   @spec options([String.t()]) :: %{quick: boolean(), write: boolean(), one_cpu: boolean()}
   def options(argv) do
-    {flags, _, _} = OptionParser.parse(argv, strict: [quick: :boolean, write: :boolean, one_cpu: :boolean])
+    {flags, _, _} =
+      OptionParser.parse(argv, strict: [quick: :boolean, write: :boolean, one_cpu: :boolean])
+
     quick? = Keyword.get(flags, :quick, false)
-    %{quick: quick?, write: Keyword.get(flags, :write, not quick?), one_cpu: Keyword.get(flags, :one_cpu, false)}
+
+    %{
+      quick: quick?,
+      write: Keyword.get(flags, :write, not quick?),
+      one_cpu: Keyword.get(flags, :one_cpu, false)
+    }
   end
 
   @doc """
@@ -39,7 +62,8 @@ defmodule Bench.Common do
   measure}`: `measure.(fun, callers)` runs `Bench.Measure.paired/4` of `fun` against bursts of the
   floor with `settings`. Must be called from, and `measure` used in, the same process.
   """
-  @spec open_floor(String.t(), keyword()) :: {port(), ((non_neg_integer() -> term()), pos_integer() -> Measure.result())}
+  @spec open_floor(String.t(), keyword()) ::
+          {port(), ((non_neg_integer() -> term()), pos_integer() -> Measure.result())}
   def open_floor(python, settings) do
     echo = EchoFloor.open(python)
     floor_fun = EchoFloor.round_trip_fun(echo)
@@ -61,13 +85,15 @@ defmodule Bench.Common do
   @spec paired_text(Measure.result()) :: String.t()
   def paired_text(r) do
     fmt = &Bench.Targets.fmt/1
+
     "#{fmt.(r.us_per_call)} us/call vs floor #{fmt.(r.floor_us)} us: #{fmt.(r.time_x)}x time, #{fmt.(r.rate_x)}x rate"
   end
 
   @doc "The run's metadata for the reports: mode, date, system."
   @spec meta(boolean(), String.t()) :: map()
   def meta(quick?, python) do
-    {py_version, 0} = System.cmd(python, ["-c", "import platform; print(platform.python_version())"])
+    {py_version, 0} =
+      System.cmd(python, ["-c", "import platform; print(platform.python_version())"])
 
     %{
       mode: if(quick?, do: "quick", else: "full"),
@@ -75,7 +101,7 @@ defmodule Bench.Common do
       system:
         "Elixir #{System.version()} / OTP #{System.otp_release()}, Python #{String.trim(py_version)}, " <>
           "#{System.schedulers_online()} scheduler#{if System.schedulers_online() == 1, do: "", else: "s"}, " <>
-            "#{:erlang.system_info(:logical_processors)} logical CPUs"
+          "#{:erlang.system_info(:logical_processors)} logical CPUs"
     }
   end
 

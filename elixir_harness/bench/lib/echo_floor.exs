@@ -70,7 +70,8 @@ defmodule Bench.EchoFloor.Owner do
   def start_link(python), do: GenServer.start_link(__MODULE__, python)
 
   @doc "A one-argument function doing a round trip through the owner (any process may call it)."
-  def round_trip_fun(owner), do: fn _i -> {:call, _, :get_variable, _} = GenServer.call(owner, :echo) end
+  def round_trip_fun(owner),
+    do: fn _i -> {:call, _, :get_variable, _} = GenServer.call(owner, :echo) end
 
   @impl true
   def init(python), do: {:ok, %{port: Bench.EchoFloor.open(python), next_id: 0, pending: %{}}}

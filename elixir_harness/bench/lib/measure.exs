@@ -42,7 +42,12 @@ defmodule Bench.Measure do
   floor_us`, `rate_x = ops_per_s / floor_ops_per_s` (= `floor_us / us_per_call`), `calls` all
   the timed cell calls, `rounds` every `{floor, cell}` pair in order.
   """
-  @spec paired((non_neg_integer() -> term()), pos_integer(), (non_neg_integer() -> term()), keyword()) ::
+  @spec paired(
+          (non_neg_integer() -> term()),
+          pos_integer(),
+          (non_neg_integer() -> term()),
+          keyword()
+        ) ::
           result()
   def paired(fun, callers, floor_fun, opts) do
     rounds = Keyword.fetch!(opts, :rounds)
@@ -169,7 +174,10 @@ defmodule Bench.Measure do
 
   defp burst_size(us_per_call, callers, burst_ms, opts) do
     wanted = round(burst_ms * 1000 / us_per_call)
-    calls = wanted |> max(Keyword.fetch!(opts, :min_calls)) |> min(Keyword.fetch!(opts, :max_calls))
+
+    calls =
+      wanted |> max(Keyword.fetch!(opts, :min_calls)) |> min(Keyword.fetch!(opts, :max_calls))
+
     max(callers, div(calls, callers) * callers)
   end
 

@@ -30,7 +30,11 @@ defmodule Bench.Memory do
     started = System.monotonic_time(:millisecond)
 
     0..(sessions - 1)
-    |> Task.async_stream(&fill_session(server, &1), max_concurrency: 16, ordered: false, timeout: :infinity)
+    |> Task.async_stream(&fill_session(server, &1),
+      max_concurrency: 16,
+      ordered: false,
+      timeout: :infinity
+    )
     |> Stream.run()
 
     :pong = Store.ping(server)

@@ -39,11 +39,15 @@ defmodule Bench.OneCpu do
       schedulers: System.schedulers_online()
     }
 
-    log("one-CPU pass: CPUs allowed: BEAM #{affinity.beam}, echo #{affinity.echo}, sidecar #{affinity.sidecar}")
+    log(
+      "one-CPU pass: CPUs allowed: BEAM #{affinity.beam}, echo #{affinity.echo}, sidecar #{affinity.sidecar}"
+    )
 
     ping = measure.(Workload.ping_fun(server), 1)
     log("one CPU: ping: #{paired_text(ping)}")
-    sessions = Map.new(@session_sizes, fn size -> {size, Workload.create_session(server, size)} end)
+
+    sessions =
+      Map.new(@session_sizes, fn size -> {size, Workload.create_session(server, size)} end)
 
     cells =
       for op <- @operations, size <- @session_sizes, callers <- @callers do

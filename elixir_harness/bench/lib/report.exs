@@ -162,7 +162,16 @@ defmodule Bench.Report do
   @spec write_one_cpu_markdown(String.t(), map()) :: :ok
   def write_one_cpu_markdown(path, run) do
     existing = if File.exists?(path), do: File.read!(path), else: "# Benchmarks\n"
-    File.write!(path, replace_section(existing, {@one_cpu_start, @one_cpu_end}, one_cpu_markdown(run), @end_marker))
+
+    File.write!(
+      path,
+      replace_section(
+        existing,
+        {@one_cpu_start, @one_cpu_end},
+        one_cpu_markdown(run),
+        @end_marker
+      )
+    )
   end
 
   defp one_cpu_rows(run) do
@@ -171,7 +180,9 @@ defmodule Bench.Report do
   end
 
   defp one_cpu_targets_line(run) do
-    results = for cell <- run.cells, {_, passed} <- [Targets.cell_target(cell, run.floor)], do: passed
+    results =
+      for cell <- run.cells, {_, passed} <- [Targets.cell_target(cell, run.floor)], do: passed
+
     "Targets on one CPU: #{Enum.count(results, & &1)} of #{length(results)} met."
   end
 
@@ -185,14 +196,21 @@ defmodule Bench.Report do
   # and present), else appended. Markers count only as whole lines, so the prose may quote them.
   defp replace_section(document, {start, stop}, content, after_marker) do
     section = start <> "\n" <> content <> "\n" <> stop
-    marked = Regex.compile!("^" <> Regex.escape(start) <> "$.*?^" <> Regex.escape(stop) <> "$", "ms")
+
+    marked =
+      Regex.compile!("^" <> Regex.escape(start) <> "$.*?^" <> Regex.escape(stop) <> "$", "ms")
 
     cond do
       Regex.match?(marked, document) ->
         Regex.replace(marked, document, fn _ -> section end, global: false)
 
       after_marker && Regex.match?(line_regex(after_marker), document) ->
-        Regex.replace(line_regex(after_marker), document, fn line -> line <> "\n\n" <> section end, global: false)
+        Regex.replace(
+          line_regex(after_marker),
+          document,
+          fn line -> line <> "\n\n" <> section end,
+          global: false
+        )
 
       true ->
         document <> "\n" <> section <> "\n"
@@ -226,7 +244,10 @@ defmodule Bench.Report do
       series: series,
       groups:
         for op <- Workload.operations(), c <- concurrent do
-          %{label: "#{short(op)}\n#{c} callers", values: for(s <- sizes, do: ratio(run, op, c, s, :rate))}
+          %{
+            label: "#{short(op)}\n#{c} callers",
+            values: for(s <- sizes, do: ratio(run, op, c, s, :rate))
+          }
         end,
       targets: [%{value: 2.0, label: "target get/update at 16 >= 2"}]
     }
@@ -248,7 +269,12 @@ defmodule Bench.Report do
             title: "memory per variable / ETS original (lower is better)",
             height: 200,
             series: ["sidecar"],
-            groups: [%{label: "#{run.memory.sessions} sessions x 10 floats", values: [run.memory.ratio_to_ets]}],
+            groups: [
+              %{
+                label: "#{run.memory.sessions} sessions x 10 floats",
+                values: [run.memory.ratio_to_ets]
+              }
+            ],
             targets: [%{value: 1.0, label: "ETS original"}]
           }
         ]
@@ -271,7 +297,9 @@ defmodule Bench.Report do
   def json(n) when is_float(n), do: :erlang.float_to_binary(n, [:short])
   def json(a) when is_atom(a), do: json(Atom.to_string(a))
   def json(s) when is_binary(s), do: [?", escape(s), ?"]
-  def json(list) when is_list(list), do: [?[, list |> Enum.map(&json/1) |> Enum.intersperse(?,), ?]]
+
+  def json(list) when is_list(list),
+    do: [?[, list |> Enum.map(&json/1) |> Enum.intersperse(?,), ?]]
 
   def json(map) when is_map(map) do
     pairs = Enum.map(map, fn {k, v} -> [json(to_string(k)), ?:, json(v)] end)
@@ -301,7 +329,8 @@ defmodule Bench.Report do
   end
 
   defp modes_text(%{slow: []} = floor),
-    do: "all of them within 2x of the fastest (#{fmt(Enum.min(floor.fast))} to #{fmt(Enum.max(floor.fast))} us)"
+    do:
+      "all of them within 2x of the fastest (#{fmt(Enum.min(floor.fast))} to #{fmt(Enum.max(floor.fast))} us)"
 
   defp modes_text(floor) do
     "#{length(floor.fast)} bursts in the fast mode (within 2x of the fastest; median " <>
@@ -320,7 +349,17 @@ defmodule Bench.Report do
   ]
 
   defp breakdown_header,
-    do: ["call", "vars", "stack us", "floor us", "python us", "decode", "dispatch", "encode", "rest us"]
+    do: [
+      "call",
+      "vars",
+      "stack us",
+      "floor us",
+      "python us",
+      "decode",
+      "dispatch",
+      "encode",
+      "rest us"
+    ]
 
   # Sequential µs per call through the stack, split into: the bare floor, the sidecar's Python
   # work per call measured in-process (decode, dispatch, encode reply), and the rest (the
@@ -334,7 +373,10 @@ defmodule Bench.Report do
         python = Map.get(run.profile, {key, "whole"}),
         python != nil do
       floor_us = stack.floor_us
-      phase = fn name -> run.profile |> Map.get({key, name}) |> then(&if(&1, do: fmt(&1), else: "")) end
+
+      phase = fn name ->
+        run.profile |> Map.get({key, name}) |> then(&if(&1, do: fmt(&1), else: ""))
+      end
 
       [
         Workload.label(op),
@@ -369,7 +411,19 @@ defmodule Bench.Report do
         "I/O loop (read, spin, write), wake-ups and scheduling."
 
   defp cell_header,
-    do: ["operation", "callers", "vars", "calls", "us/call", "ops/s", "floor us", "time x", "rate x", "target", "result"]
+    do: [
+      "operation",
+      "callers",
+      "vars",
+      "calls",
+      "us/call",
+      "ops/s",
+      "floor us",
+      "time x",
+      "rate x",
+      "target",
+      "result"
+    ]
 
   defp cell_rows(run) do
     for cell <- run.cells do
@@ -406,7 +460,8 @@ defmodule Bench.Report do
     scaled =
       if m.sessions == 10_000,
         do: "",
-        else: " (#{m.sessions} sessions; #{fmt(m.data_bytes * 10_000 / m.sessions / 1.0e6, 1)} MB scaled to 10,000)"
+        else:
+          " (#{m.sessions} sessions; #{fmt(m.data_bytes * 10_000 / m.sessions / 1.0e6, 1)} MB scaled to 10,000)"
 
     lines = [
       "memory: #{m.sessions} sessions x 10 float variables = #{fmt(m.data_bytes / 1.0e6, 1)} MB " <>
@@ -453,9 +508,15 @@ defmodule Bench.Report do
         Enum.zip_with(row, acc, &max(String.length(&1), &2))
       end)
 
-    line = fn row -> row |> Enum.zip(widths) |> Enum.map_join("  ", fn {c, w} -> String.pad_trailing(c, w) end) end
+    line = fn row ->
+      row |> Enum.zip(widths) |> Enum.map_join("  ", fn {c, w} -> String.pad_trailing(c, w) end)
+    end
+
     rule = Enum.map_join(widths, "  ", &String.duplicate("-", &1))
-    Enum.join([line.(header), rule | Enum.map(rows, line)], "\n") |> String.split("\n") |> Enum.map(&String.trim_trailing/1)
+
+    Enum.join([line.(header), rule | Enum.map(rows, line)], "\n")
+    |> String.split("\n")
+    |> Enum.map(&String.trim_trailing/1)
   end
 
   defp md_table(header, rows) do

@@ -42,7 +42,9 @@ defmodule Bench.Targets do
   for a sequential cell, calls per second ÷ the floor's sequential rate for concurrent callers.
   """
   @spec target_ratio(map(), map()) :: float()
-  def target_ratio(%{callers: 1} = cell, floor), do: cell.result.us_per_call / judging_floor_us(floor)
+  def target_ratio(%{callers: 1} = cell, floor),
+    do: cell.result.us_per_call / judging_floor_us(floor)
+
   def target_ratio(cell, floor), do: judging_floor_us(floor) / cell.result.us_per_call
 
   @doc "The target a cell is checked against, as `{text, passed?}`, or `nil`."
@@ -52,7 +54,8 @@ defmodule Bench.Targets do
 
   def cell_target(%{op: op, callers: @concurrent_target_callers} = cell, floor)
       when op in @per_variable,
-      do: {"rate >= #{@min_concurrent_ratio}x", target_ratio(cell, floor) >= @min_concurrent_ratio}
+      do:
+        {"rate >= #{@min_concurrent_ratio}x", target_ratio(cell, floor) >= @min_concurrent_ratio}
 
   def cell_target(_cell, _floor), do: nil
 
@@ -88,7 +91,8 @@ defmodule Bench.Targets do
         ratio = large.result.ops_per_s / small.result.ops_per_s
 
         %{
-          target: "#{op}, #{callers_label(callers)}: rate(1000 vars) / rate(1 var) >= #{@min_size_scaling}",
+          target:
+            "#{op}, #{callers_label(callers)}: rate(1000 vars) / rate(1 var) >= #{@min_size_scaling}",
           measured:
             "#{fmt(large.result.ops_per_s, 0)} vs #{fmt(small.result.ops_per_s, 0)} ops/s " <>
               "(#{fmt(large.result.rate_x)}x vs #{fmt(small.result.rate_x)}x the floor rate)",
@@ -101,7 +105,8 @@ defmodule Bench.Targets do
       if memory do
         [
           %{
-            target: "memory per variable <= ETS original (#{fmt(memory.ets_bytes_per_variable, 0)} B)",
+            target:
+              "memory per variable <= ETS original (#{fmt(memory.ets_bytes_per_variable, 0)} B)",
             measured: "#{fmt(memory.bytes_per_variable, 0)} B/variable",
             ratio: memory.ratio_to_ets,
             passed: memory.ratio_to_ets <= 1.0

@@ -61,14 +61,18 @@ defmodule Bench.Workload do
   @spec call_fun(GenServer.server(), atom(), tuple()) :: (non_neg_integer() -> term())
   def call_fun(server, :get_variable, names) do
     {session_id, size} = {session_id(tuple_size(names)), tuple_size(names)}
-    fn i -> {:ok, _variable} = Store.get_variable(server, session_id, elem(names, rem(i, size))) end
+
+    fn i ->
+      {:ok, _variable} = Store.get_variable(server, session_id, elem(names, rem(i, size)))
+    end
   end
 
   def call_fun(server, :update_variable, names) do
     {session_id, size} = {session_id(tuple_size(names)), tuple_size(names)}
 
     fn i ->
-      :ok = Store.update_variable(server, session_id, elem(names, rem(i, size)), rem(i, 1000) + 0.5)
+      :ok =
+        Store.update_variable(server, session_id, elem(names, rem(i, size)), rem(i, 1000) + 0.5)
     end
   end
 

@@ -1,45 +1,33 @@
 defmodule SnakepitSidecar.Connection do
   @moduledoc """
-  The process that owns the sidecar's port, and `call/4`, the one way to send it a request.
+  The process that owns the sidecar's port: it starts the sidecar, routes every reply to its
+  caller, handles the sidecar's other frames and its faults. `call/4` (`SnakepitSidecar.Client`)
+  is the one way to send it a request.
 
   ## Requests
 
   Callers are pipelined: many requests are in flight at once, and replies are matched to their
   callers by integer id in whatever order they come back. A slow call never blocks the others.
 
-  The request path skips this process. While a sidecar is up (and the store is not recording),
-  this process publishes its port, a public ETS table of the requests in flight and an
-  `:atomics` id counter under `{SnakepitSidecar.Connection, pid}` in `:persistent_term`. A
-  caller monitors this process (with an alias, like `GenServer.call/3`), takes the next id,
-  inserts `{id, alias}` into the table, encodes the frame and writes it to the port itself
-  (`Port.command/2`: any process may write to a port). Only the replies go through this process:
-  it reads the id from the frame's first bytes (`SnakepitSidecar.Protocol.peek_reply_id/1`),
-  takes the table's entry and sends the reply's bytes to the caller's alias; the caller decodes
-  them. Telemetry and log frames are still handled here, in order, so a call's sidecar events
-  are executed before its reply is sent on.
+  The request path is the caller's (`SnakepitSidecar.Client`): while a sidecar is up and the
+  store is not recording, this process publishes its port, its table of requests in flight and
+  its id counter (`SnakepitSidecar.DirectPath`), and callers write their frames to the port
+  themselves. Only the replies go through this process: it reads the id from the frame's first
+  bytes (`SnakepitSidecar.Protocol.peek_reply_id/1`), takes the table's entry and sends the
+  reply's bytes to the caller's alias; the caller decodes them. Telemetry and log frames are
+  handled here, in order, so a call's sidecar events are executed before its reply is sent on.
 
   When recording (`:record`), during a restart, or when the server is not a local pid or
-  registered name, requests go through this process instead (`GenServer.call/3`): it takes the
-  id, writes the frame (and records it, so a recording has the real order) and replies the same
-  way.
-
-  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`).
-  On the direct path the caller waits with `receive ... after`; on the owner path this process
-  runs a timer from when it handles the request. Either way, when it expires the caller exits with
-  `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
-  `GenServer.call/3` exits — its table entry is removed, and the reply, if it ever comes, is
-  dropped (the alias is deactivated, so not even a stray message is left). A caller also exits
-  at once if this process dies while it waits (it monitors it, as `GenServer.call/3` does).
+  registered name, requests come to this process instead (`handle_call/3` of
+  `{:call, function, args, timeout}`): it takes the id, writes the frame (and records it, so a
+  recording has the real order), runs the request's timer and replies the same way. Timeouts
+  and the exits of callers are described in `SnakepitSidecar.Client`.
 
   ## Start and handshake
 
-  `start_link/1` spawns the sidecar (`SnakepitSidecar.OSProcess`), sends
-  `{:hello, 1, opts}` and waits (up to `:startup_timeout`) for `{:welcome, 1, info}` before it
-  returns. `opts` carries the struct modules, the TTL defaults, the cleanup interval,
-  `monotonic_time: System.monotonic_time(:second)` (so the sidecar's timestamps are on this
-  node's monotonic clock), `telemetry:` (whether `:telemetry` is loaded) and
-  `compact_variables: true` (`call/4` expands the compact variables,
-  `SnakepitSidecar.Protocol.expand_variables/2`). Start errors:
+  `start_link/1` spawns the sidecar (`SnakepitSidecar.OSProcess`), sends `{:hello, 1, opts}` and
+  waits (up to `:startup_timeout`) for `{:welcome, 1, info}` before it returns
+  (`SnakepitSidecar.Handshake`). Start errors:
 
     * `{:error, {:python_not_found, python}}`
     * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome` (for example
@@ -76,7 +64,7 @@ defmodule SnakepitSidecar.Connection do
   use GenServer
   require Logger
 
-  alias SnakepitSidecar.{OSProcess, Protocol, Recorder, Telemetry}
+  alias SnakepitSidecar.{DirectPath, Handshake, OSProcess, Protocol, Recorder, Telemetry}
 
   @restart_limit 3
   @restart_window_ms 5_000
@@ -127,38 +115,11 @@ defmodule SnakepitSidecar.Connection do
   `timeout` (ms or `:infinity`) overrides the store's `:call_timeout` for this call. Exits when
   no reply comes: `{:timeout, ...}`, `{{:sidecar_down, reason}, ...}`, `{:undecodable_reply, ...}`
   (all with `{SnakepitSidecar.Connection, :call, [server, function, arity]}` as second element),
-  or the exit of `GenServer.call/3` when the store is not running.
+  or the exit of `GenServer.call/3` when the store is not running. Runs in the caller
+  (`SnakepitSidecar.Client.call/4`).
   """
   @spec call(GenServer.server(), atom(), list(), timeout() | nil) :: term()
-  def call(server, function, args, timeout \\ nil)
-      when is_atom(function) and is_list(args) and
-             (is_nil(timeout) or timeout == :infinity or (is_integer(timeout) and timeout > 0)) do
-    # The call events cost nothing when :telemetry is not loaded: one loaded-code check.
-    started = if Telemetry.available?(), do: System.monotonic_time()
-
-    case request(server, function, args, timeout) do
-      {:reply, result} ->
-        result = Protocol.expand_variables(function, result)
-
-        if started do
-          Telemetry.emit(
-            [:snakepit_sidecar, :call, :stop],
-            %{duration: System.monotonic_time() - started},
-            %{server: server, function: function, arity: length(args)}
-          )
-        end
-
-        result
-
-      {:exit, reason} ->
-        exception_event(started, server, function, args, reason)
-        exit({reason, {__MODULE__, :call, [server, function, length(args)]}})
-
-      {:caller_exit, reason} ->
-        exception_event(started, server, function, args, reason)
-        exit(reason)
-    end
-  end
+  defdelegate call(server, function, args, timeout \\ nil), to: SnakepitSidecar.Client
 
   @doc """
   What the store knows about its current sidecar: `%{os_pid, welcome, pending_calls,
@@ -166,127 +127,6 @@ defmodule SnakepitSidecar.Connection do
   """
   @spec info(GenServer.server()) :: map()
   def info(server), do: GenServer.call(server, :info)
-
-  defp exception_event(started, server, function, args, reason) do
-    Telemetry.emit(
-      [:snakepit_sidecar, :call, :exception],
-      %{duration: if(started, do: System.monotonic_time() - started, else: 0)},
-      %{server: server, function: function, arity: length(args), kind: :exit, reason: reason}
-    )
-  end
-
-  ## The request path (in the caller)
-
-  defp request(server, function, args, timeout) do
-    with pid when is_pid(pid) <- GenServer.whereis(server),
-         {port, table, ids, alive, call_timeout} <- :persistent_term.get({__MODULE__, pid}, nil),
-         1 <- :atomics.get(alive, 1) do
-      direct(
-        pid,
-        {port, table, ids, alive},
-        {server, function, args, timeout},
-        timeout || call_timeout
-      )
-    else
-      _ -> via_owner(server, function, args, timeout)
-    end
-  end
-
-  # The caller registers itself and writes the frame; the owner only routes the reply back.
-  defp direct(pid, {port, table, ids, alive}, {server, function, args, timeout} = context, wait) do
-    id = :atomics.add_get(ids, 1, 1) - 1
-    frame = Protocol.encode_call(id, function, args)
-    mref = :erlang.monitor(:process, pid, [{:alias, :demonitor}])
-
-    registered =
-      try do
-        :ets.insert(table, {id, mref})
-      rescue
-        # The table died with its owner a moment ago.
-        ArgumentError -> false
-      end
-
-    cond do
-      not registered ->
-        :erlang.demonitor(mref, [:flush])
-        via_owner(server, function, args, timeout)
-
-      # Checked after the insert: the owner clears `alive` before it fails the requests in
-      # the table, so either it finds this entry or this caller sees the flag down.
-      :atomics.get(alive, 1) == 1 ->
-        try do
-          Port.command(port, frame)
-        rescue
-          # The port just closed; the owner fails this request when it handles the exit.
-          ArgumentError -> :ok
-        end
-
-        await(mref, table, id, wait, context)
-
-      true ->
-        case take(table, id) do
-          [_] ->
-            :erlang.demonitor(mref, [:flush])
-            via_owner(server, function, args, timeout)
-
-          [] ->
-            # The owner took the entry: its answer (an exit) is on its way.
-            await(mref, table, id, :infinity, context)
-        end
-    end
-  end
-
-  defp await(mref, table, id, timeout, context) do
-    receive do
-      {^mref, reply} ->
-        :erlang.demonitor(mref, [:flush])
-        unwrap(reply)
-
-      {:DOWN, ^mref, _, _, reason} ->
-        # The store died while this caller waited: exit as GenServer.call/3 would have.
-        {server, function, args, call_timeout} = context
-
-        {:caller_exit,
-         {reason, {GenServer, :call, [server, {:call, function, args, call_timeout}, :infinity]}}}
-    after
-      timeout ->
-        case take(table, id) do
-          [_] ->
-            # Nobody will answer this id now; a late reply finds no entry and is dropped, and
-            # demonitor deactivates the alias, so nothing can reach this process later.
-            :erlang.demonitor(mref, [:flush])
-            {:exit, :timeout}
-
-          [] ->
-            # The owner took the entry just now: its answer is on its way.
-            await(mref, table, id, :infinity, context)
-        end
-    end
-  end
-
-  defp take(table, id) do
-    :ets.take(table, id)
-  rescue
-    ArgumentError -> []
-  end
-
-  defp via_owner(server, function, args, timeout) do
-    unwrap(GenServer.call(server, {:call, function, args, timeout}, :infinity))
-  catch
-    :exit, reason -> {:caller_exit, reason}
-  end
-
-  # Replies carry the frame's bytes, decoded here, in the caller, so the owner process is not
-  # the bottleneck of many concurrent callers (and a large result is not copied between them).
-  defp unwrap({:bytes, bytes}) do
-    case Protocol.decode(bytes) do
-      {:ok, {:reply, _id, result}} -> {:reply, result}
-      _ -> {:exit, :undecodable_reply}
-    end
-  end
-
-  defp unwrap({:reply, _result} = reply), do: reply
-  defp unwrap({:exit, _reason} = exit), do: exit
 
   ## GenServer callbacks
 
@@ -299,7 +139,7 @@ defmodule SnakepitSidecar.Connection do
         state = %__MODULE__{
           config: config,
           recorder: recorder,
-          table: :ets.new(__MODULE__, [:set, :public, write_concurrency: true]),
+          table: DirectPath.new_table(),
           ids: :atomics.new(1, signed: false)
         }
 
@@ -373,7 +213,7 @@ defmodule SnakepitSidecar.Connection do
 
   @impl true
   def terminate(reason, state) do
-    unpublish(state)
+    DirectPath.unpublish(self(), state.alive)
 
     if state.port do
       emit_down(state, {:shutdown, reason}, pending_calls(state))
@@ -393,12 +233,15 @@ defmodule SnakepitSidecar.Connection do
     state = %{state | telemetry?: telemetry?}
 
     with {:ok, port, os_pid} <- OSProcess.open(config) do
-      send_frame(%{state | port: port}, Protocol.encode_hello(hello_options(config, telemetry?)))
+      hello = Handshake.hello_frame(config, telemetry?, System.monotonic_time(:second))
+      send_frame(%{state | port: port}, hello)
       deadline = System.monotonic_time(:millisecond) + config.startup_timeout
+      on_bytes = &Recorder.record(state.recorder, :in, &1)
+      on_other = &handle_frame(&1, state)
 
-      case await_welcome(state, port, deadline) do
+      case Handshake.await_welcome(port, deadline, on_bytes, on_other) do
         {:ok, info} ->
-          os_pid = welcome_os_pid(info, os_pid)
+          os_pid = Handshake.os_pid(info, os_pid)
           state = publish(%{state | port: port, os_pid: os_pid, welcome: info})
 
           Telemetry.execute(
@@ -426,88 +269,21 @@ defmodule SnakepitSidecar.Connection do
   # Opens the direct request path for this sidecar (see the moduledoc), unless recording: a
   # recording must have the frames in the order they really crossed the port.
   defp publish(%{recorder: nil} = state) do
-    alive = :atomics.new(1, [])
-    :atomics.put(alive, 1, 1)
-    term = {state.port, state.table, state.ids, alive, state.config.call_timeout}
-    :persistent_term.put({__MODULE__, self()}, term)
+    alive =
+      DirectPath.publish(self(), state.port, state.table, state.ids, state.config.call_timeout)
+
     %{state | alive: alive}
   end
 
   defp publish(state), do: state
 
   # Closes the direct path: callers that see the flag down go through this process.
-  defp close_direct_path(%{alive: nil} = state), do: state
-
   defp close_direct_path(state) do
-    :atomics.put(state.alive, 1, 0)
+    DirectPath.close(state.alive)
     %{state | alive: nil}
   end
 
-  defp unpublish(state) do
-    _ = close_direct_path(state)
-    _ = :persistent_term.erase({__MODULE__, self()})
-    :ok
-  end
-
-  defp pending_calls(state), do: map_size(state.pending) + :ets.info(state.table, :size)
-
-  defp welcome_os_pid(%{os_pid: pid}, _port_os_pid) when is_integer(pid) and pid > 0, do: pid
-  defp welcome_os_pid(_info, port_os_pid), do: port_os_pid
-
-  defp hello_options(config, telemetry?) do
-    %{
-      session_struct: config.session_struct,
-      variable_struct: config.variable_struct,
-      default_ttl: config.default_ttl,
-      global_program_ttl: config.global_program_ttl,
-      cleanup_interval: config.cleanup_interval,
-      monotonic_time: System.monotonic_time(:second),
-      telemetry: telemetry?,
-      compact_variables: true
-    }
-  end
-
-  defp await_welcome(state, port, deadline) do
-    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
-
-    receive do
-      {^port, {:data, bytes}} ->
-        Recorder.record(state.recorder, :in, bytes)
-
-        case handshake_step(Protocol.decode(bytes), state) do
-          :continue -> await_welcome(state, port, deadline)
-          result -> result
-        end
-
-      {^port, {:exit_status, status}} ->
-        {:error, {:sidecar_exited, status}}
-
-      {:EXIT, ^port, reason} ->
-        {:error, {:sidecar_exited, reason}}
-    after
-      remaining -> {:error, :startup_timeout}
-    end
-  end
-
-  defp handshake_step({:ok, {:welcome, version, info}}, _state) do
-    versions = Map.get(info, :protocol_versions, [version])
-
-    if version == Protocol.version() or Protocol.version() in List.wrap(versions),
-      do: {:ok, info},
-      else: {:error, {:unsupported_protocol, versions}}
-  end
-
-  defp handshake_step({:ok, {:protocol_error, {:unsupported_version, _, versions}, _}}, _state),
-    do: {:error, {:unsupported_protocol, versions}}
-
-  # Before :welcome, a protocol error can only be about our :hello (e.g. an option refused).
-  defp handshake_step({:ok, {:protocol_error, reason, message}}, _state),
-    do: {:error, {:hello_refused, reason, message}}
-
-  defp handshake_step(decoded, state) do
-    _ = handle_frame(decoded, state)
-    :continue
-  end
+  defp pending_calls(state), do: map_size(state.pending) + DirectPath.size(state.table)
 
   ## Frames
 
@@ -556,7 +332,7 @@ defmodule SnakepitSidecar.Connection do
   defp deliver(state, id, message, kind) do
     case Map.pop(state.pending, id) do
       {nil, _} ->
-        case :ets.take(state.table, id) do
+        case DirectPath.take(state.table, id) do
           [{_id, alias}] ->
             send(alias, {alias, message})
 
@@ -587,10 +363,7 @@ defmodule SnakepitSidecar.Connection do
     pending_calls = pending_calls(state)
     message = {:exit, {:sidecar_down, reason}}
 
-    for {id, _alias} <- :ets.tab2list(state.table),
-        [{_, alias}] <- [:ets.take(state.table, id)] do
-      send(alias, {alias, message})
-    end
+    for alias <- DirectPath.take_all(state.table), do: send(alias, {alias, message})
 
     for {_id, {from, timer}} <- state.pending do
       if timer, do: Process.cancel_timer(timer)

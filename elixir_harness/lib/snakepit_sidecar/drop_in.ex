@@ -62,21 +62,6 @@ defmodule SnakepitSidecar.DropIn do
           variable_struct: unquote(variable_struct)
         )
       end
-
-      @doc "A child spec starting `start_link/1` with `opts`."
-      @spec child_spec(keyword()) :: Supervisor.child_spec()
-      def child_spec(opts) do
-        %{
-          id: Keyword.get(opts, :name) || __MODULE__,
-          start: {__MODULE__, :start_link, [opts]},
-          type: :worker,
-          shutdown: 5_000
-        }
-      end
-
-      @doc "The current sidecar: `%{os_pid, welcome, pending_calls, restarts}`."
-      @spec sidecar_info(GenServer.server()) :: map()
-      def sidecar_info(server \\ __MODULE__), do: SnakepitSidecar.Connection.info(server)
     end
   end
 end

@@ -1,25 +1,128 @@
 defmodule SnakepitSidecar.Options do
-  @moduledoc """
-  Validation of the store's start options, with their defaults.
+  # The schema: one entry per start option, in the order they are checked and documented.
+  #
+  #   type:         what the value must be (see `check/2`: :pos_integer, :non_neg_integer,
+  #                 :string, :non_empty_string, :module, :server_name, {:in, values},
+  #                 {:or, types}, {:list, type})
+  #   default:      the value when the option is not given
+  #   default_from: where to look first, in order: :app_env (`config :snakepit_sidecar, key:`),
+  #                 {:os_env, "NAME"}; read when the options are validated, never at compile time
+  #   doc:          the type column of the table in the moduledoc
+  #   doc_default:  the default column, when the default is not a plain value
+  #
+  # Adding an option is one entry here (and its line in `t/0`).
+  @schema [
+    name: [
+      type: :server_name,
+      default: SnakepitSidecar.SessionStore,
+      doc: "`nil` (not registered), an atom, `{:global, term}` or `{:via, module, term}`",
+      doc_default: "the store module"
+    ],
+    cleanup_interval: [
+      type: :pos_integer,
+      default: 60_000,
+      doc: "positive integer, ms between the sidecar's periodic cleanups"
+    ],
+    default_ttl: [
+      type: :non_neg_integer,
+      default: 3600,
+      doc: "non-negative integer, seconds"
+    ],
+    global_program_ttl: [
+      type: :non_neg_integer,
+      default: 3600,
+      doc: "non-negative integer, seconds"
+    ],
+    python: [
+      type: :non_empty_string,
+      default: "python3",
+      default_from: [:app_env, {:os_env, "SNAKEPIT_SIDECAR_PYTHON"}],
+      doc: "non-empty string, an executable path or a name looked up in `PATH`"
+    ],
+    sidecar_path: [
+      type: {:or, [{:in, [nil]}, :non_empty_string]},
+      default: nil,
+      default_from: [:app_env],
+      doc:
+        "`nil` (the `sidecar` package is installed in `:python`) or a directory holding the " <>
+          "`sidecar` package, prepended to `PYTHONPATH`"
+    ],
+    sidecar_args: [
+      type: {:list, :string},
+      default: [],
+      doc: "list of strings appended to `python -m sidecar` (e.g. `[\"--log-level\", \"debug\"]`)"
+    ],
+    record: [
+      type: {:or, [{:in, [nil]}, :non_empty_string]},
+      default: nil,
+      doc:
+        "`nil` or a file path: every frame crossing the port is written there (`docs/replay.md`)"
+    ],
+    call_timeout: [
+      type: {:or, [:pos_integer, {:in, [:infinity]}]},
+      default: 5000,
+      doc: "positive integer (ms) or `:infinity`: how long a caller waits for its reply"
+    ],
+    startup_timeout: [
+      type: :pos_integer,
+      default: 15_000,
+      doc: "positive integer (ms): how long to wait for the sidecar's `:welcome`"
+    ],
+    session_struct: [
+      type: :module,
+      default: SnakepitSidecar.Session,
+      doc: "module atom named by `__struct__` in sessions"
+    ],
+    variable_struct: [
+      type: :module,
+      default: SnakepitSidecar.Variable,
+      doc: "module atom named by `__struct__` in variables"
+    ]
+  ]
 
-  `validate/2` checks a keyword list against the table below and returns the complete option map
+  doc_default = fn spec ->
+    plain =
+      case spec[:default] do
+        n when is_integer(n) and n >= 10_000 ->
+          "`" <> (n |> Integer.to_string() |> String.replace(~r/\B(?=(\d{3})+$)/, "_")) <> "`"
+
+        value ->
+          "`#{inspect(value)}`"
+      end
+
+    from =
+      for source <- Keyword.get(spec, :default_from, []) do
+        case source do
+          :app_env -> "`config :snakepit_sidecar, #{spec[:key]}: ...`"
+          {:os_env, name} -> "`$#{name}`"
+        end
+      end
+
+    spec[:doc_default] || Enum.join(from ++ [plain], ", else ")
+  end
+
+  @moduledoc """
+  The store's start options: one schema (`@schema` in this file) gives each option its type,
+  its default and its line in the table below.
+
+  `validate/2` checks a keyword list against the schema and returns the complete option map
   (defaults filled in) or a human-readable message naming the offending option.
   `SnakepitSidecar.SessionStore.start_link/1` raises `ArgumentError` with that message.
 
   | option | type | default |
   |---|---|---|
-  | `:name` | `nil` (not registered), an atom, `{:global, term}` or `{:via, module, term}` | the store module |
-  | `:cleanup_interval` | positive integer, ms between the sidecar's periodic cleanups | `60_000` |
-  | `:default_ttl` | non-negative integer, seconds | `3600` |
-  | `:global_program_ttl` | non-negative integer, seconds | `3600` |
-  | `:python` | non-empty string, an executable path or a name looked up in `PATH` | `$SNAKEPIT_SIDECAR_PYTHON`, else `"python3"` |
-  | `:sidecar_path` | `nil` or a directory holding the `sidecar` package, prepended to `PYTHONPATH` | the repository root this harness lives in, when it holds `sidecar/` |
-  | `:sidecar_args` | list of strings appended to `python -m sidecar` (e.g. `["--log-level", "debug"]`) | `[]` |
-  | `:record` | `nil` or a file path: every frame crossing the port is written there (`docs/replay.md`) | `nil` |
-  | `:call_timeout` | positive integer (ms) or `:infinity`: how long a caller waits for its reply | `5000` |
-  | `:startup_timeout` | positive integer (ms): how long to wait for the sidecar's `:welcome` | `15_000` |
-  | `:session_struct` | module atom named by `__struct__` in sessions | `SnakepitSidecar.Session` |
-  | `:variable_struct` | module atom named by `__struct__` in variables | `SnakepitSidecar.Variable` |
+  #{Enum.map_join(@schema, "\n", fn {key, spec} -> "| `#{inspect(key)}` | #{spec[:doc]} | #{doc_default.([key: key] ++ spec)} |" end)}
+
+  ## Finding the sidecar
+
+  Nothing about where the sidecar lives is fixed when the harness is compiled. `:python` and
+  `:sidecar_path` are read when a store starts: from the start options, else from the
+  application environment (`config :snakepit_sidecar, python: ..., sidecar_path: ...`), else
+  `:python` from `$SNAKEPIT_SIDECAR_PYTHON` and then `"python3"`, and `:sidecar_path` is `nil`:
+  the `sidecar` package must then be installed in that Python (`pip install snakepit-sidecar`,
+  or the wheel). This project's own `config/config.exs` sets `:sidecar_path` to its checkout in
+  `dev` and `test`, so its tests, demo, benchmark and recording task run the checkout's code; an
+  application that has the harness as a dependency does not read that file.
   """
 
   @typedoc "The validated options, every key present."
@@ -38,38 +141,36 @@ defmodule SnakepitSidecar.Options do
           variable_struct: module()
         }
 
-  @keys [
-    :name,
-    :cleanup_interval,
-    :default_ttl,
-    :global_program_ttl,
-    :python,
-    :sidecar_path,
-    :sidecar_args,
-    :record,
-    :call_timeout,
-    :startup_timeout,
-    :session_struct,
-    :variable_struct
-  ]
-
-  # The repository root, when this harness sits in `<root>/elixir_harness/lib/snakepit_sidecar`.
-  @repo_root Path.expand("../../..", __DIR__)
+  @keys Keyword.keys(@schema)
 
   @doc "The names of all accepted options."
   @spec keys() :: [atom()]
   def keys, do: @keys
 
   @doc """
-  Validates `opts` and fills in defaults. `defaults` overrides the built-in defaults (used by
+  Validates `opts` and fills in defaults. `defaults` overrides the schema's defaults (used by
   `SnakepitSidecar.DropIn` for `:name` and the struct modules).
   """
   @spec validate(term(), keyword()) :: {:ok, t()} | {:error, String.t()}
   def validate(opts, defaults \\ []) do
     with :ok <- check_keyword(opts),
          :ok <- check_known(opts) do
-      merged = Keyword.merge(built_in_defaults(defaults), opts)
-      check_all(merged)
+      Enum.reduce_while(@schema, {:ok, %{}}, fn {key, spec}, {:ok, acc} ->
+        value =
+          case Keyword.fetch(opts, key) do
+            {:ok, value} -> value
+            :error -> Keyword.get_lazy(defaults, key, fn -> default(key, spec) end)
+          end
+
+        if check(spec[:type], value) do
+          {:cont, {:ok, Map.put(acc, key, value)}}
+        else
+          {:halt,
+           {:error,
+            "invalid value for option #{inspect(key)}: expected #{describe(spec[:type])}, " <>
+              "got: #{inspect(value)}"}}
+        end
+      end)
     end
   end
 
@@ -85,33 +186,18 @@ defmodule SnakepitSidecar.Options do
   end
 
   @doc """
-  The directory the sidecar package is found in by default: the repository root this harness
-  was compiled in, if it holds `sidecar/__init__.py`; otherwise `nil` (the package must then be
-  installed, e.g. `pip install -e .`).
+  The directory the sidecar package is found in when `:sidecar_path` is not given:
+  `config :snakepit_sidecar, sidecar_path: dir` (this project's checkout in its own `dev` and
+  `test`), else `nil` (the package must be installed in `:python`).
   """
   @spec default_sidecar_path() :: String.t() | nil
-  def default_sidecar_path do
-    if File.regular?(Path.join([@repo_root, "sidecar", "__init__.py"])), do: @repo_root, else: nil
-  end
+  def default_sidecar_path, do: default(:sidecar_path, @schema[:sidecar_path])
 
-  defp built_in_defaults(overrides) do
-    Keyword.merge(
-      [
-        name: SnakepitSidecar.SessionStore,
-        cleanup_interval: 60_000,
-        default_ttl: 3600,
-        global_program_ttl: 3600,
-        python: System.get_env("SNAKEPIT_SIDECAR_PYTHON") || "python3",
-        sidecar_path: default_sidecar_path(),
-        sidecar_args: [],
-        record: nil,
-        call_timeout: 5000,
-        startup_timeout: 15_000,
-        session_struct: SnakepitSidecar.Session,
-        variable_struct: SnakepitSidecar.Variable
-      ],
-      overrides
-    )
+  defp default(key, spec) do
+    Enum.find_value(Keyword.get(spec, :default_from, []), spec[:default], fn
+      :app_env -> Application.get_env(:snakepit_sidecar, key)
+      {:os_env, name} -> System.get_env(name)
+    end)
   end
 
   defp check_keyword(opts) do
@@ -132,66 +218,35 @@ defmodule SnakepitSidecar.Options do
     end
   end
 
-  defp check_all(merged) do
-    Enum.reduce_while(@keys, {:ok, %{}}, fn key, {:ok, acc} ->
-      value = Keyword.fetch!(merged, key)
+  ## Types
 
-      case check(key, value) do
-        :ok ->
-          {:cont, {:ok, Map.put(acc, key, value)}}
+  defp check(:pos_integer, value), do: is_integer(value) and value > 0
+  defp check(:non_neg_integer, value), do: is_integer(value) and value >= 0
+  defp check(:string, value), do: is_binary(value)
+  defp check(:non_empty_string, value), do: is_binary(value) and value != ""
+  defp check(:module, value), do: is_atom(value) and value not in [nil, true, false]
+  defp check({:in, values}, value), do: value in values
+  defp check({:or, types}, value), do: Enum.any?(types, &check(&1, value))
+  defp check({:list, type}, value), do: is_list(value) and Enum.all?(value, &check(type, &1))
 
-        {:expected, description} ->
-          {:halt,
-           {:error,
-            "invalid value for option #{inspect(key)}: expected #{description}, got: " <>
-              inspect(value)}}
-      end
-    end)
+  defp check(:server_name, value) do
+    case value do
+      nil -> true
+      name when is_atom(name) and not is_boolean(name) -> true
+      {:global, _} -> true
+      {:via, module, _} when is_atom(module) -> true
+      _ -> false
+    end
   end
 
-  defp check(:name, nil), do: :ok
-  defp check(:name, name) when is_atom(name) and not is_boolean(name), do: :ok
-  defp check(:name, {:global, _}), do: :ok
-  defp check(:name, {:via, module, _}) when is_atom(module), do: :ok
-  defp check(:name, _), do: {:expected, "nil, an atom, {:global, term} or {:via, module, term}"}
-
-  defp check(:cleanup_interval, value), do: positive_integer(value, "a positive integer (ms)")
-  defp check(:default_ttl, value), do: non_negative_integer(value)
-  defp check(:global_program_ttl, value), do: non_negative_integer(value)
-
-  defp check(:python, value) when is_binary(value) and value != "", do: :ok
-  defp check(:python, _), do: {:expected, "a non-empty string (executable path or name)"}
-
-  defp check(:sidecar_path, nil), do: :ok
-  defp check(:sidecar_path, value) when is_binary(value) and value != "", do: :ok
-  defp check(:sidecar_path, _), do: {:expected, "nil or a directory path (string)"}
-
-  defp check(:sidecar_args, value) when is_list(value) do
-    if Enum.all?(value, &is_binary/1), do: :ok, else: {:expected, "a list of strings"}
-  end
-
-  defp check(:sidecar_args, _), do: {:expected, "a list of strings"}
-
-  defp check(:record, nil), do: :ok
-  defp check(:record, value) when is_binary(value) and value != "", do: :ok
-  defp check(:record, _), do: {:expected, "nil or a file path (string)"}
-
-  defp check(:call_timeout, :infinity), do: :ok
-
-  defp check(:call_timeout, value),
-    do: positive_integer(value, "a positive integer (ms) or :infinity")
-
-  defp check(:startup_timeout, value), do: positive_integer(value, "a positive integer (ms)")
-
-  defp check(struct_key, value) when struct_key in [:session_struct, :variable_struct] do
-    if is_atom(value) and value not in [nil, true, false],
-      do: :ok,
-      else: {:expected, "a module atom"}
-  end
-
-  defp positive_integer(value, _) when is_integer(value) and value > 0, do: :ok
-  defp positive_integer(_, description), do: {:expected, description}
-
-  defp non_negative_integer(value) when is_integer(value) and value >= 0, do: :ok
-  defp non_negative_integer(_), do: {:expected, "a non-negative integer (seconds)"}
+  defp describe(:pos_integer), do: "a positive integer"
+  defp describe(:non_neg_integer), do: "a non-negative integer"
+  defp describe(:string), do: "a string"
+  defp describe(:non_empty_string), do: "a non-empty string"
+  defp describe(:module), do: "a module atom"
+  defp describe(:server_name), do: "nil, an atom, {:global, term} or {:via, module, term}"
+  defp describe({:in, [value]}), do: inspect(value)
+  defp describe({:in, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
+  defp describe({:or, types}), do: Enum.map_join(types, " or ", &describe/1)
+  defp describe({:list, type}), do: "a list, each element #{describe(type)}"
 end

@@ -2,10 +2,12 @@ defmodule SnakepitSidecar.OSProcess do
   @moduledoc """
   Spawning the Python sidecar as a port, and making sure its OS process is gone.
 
-  The sidecar runs as `python -m sidecar` with the sidecar package's directory (option
-  `:sidecar_path`) prepended to `PYTHONPATH`, so it works from a checkout without installing the
-  package. Its stdin/stdout carry `{:packet, 4}` frames; its stderr is inherited (Python
-  tracebacks and the sidecar's own stderr logging show up on the BEAM's stderr).
+  The sidecar runs as `python -m sidecar`. With `:sidecar_path` set, that directory is prepended
+  to `PYTHONPATH`, so a checkout runs without installing the package (this project's dev and
+  test config); with `:sidecar_path` `nil`, the package must be installed in `:python`
+  (`SnakepitSidecar.Options`, "Finding the sidecar"). Its stdin/stdout carry `{:packet, 4}`
+  frames; its stderr is inherited (Python tracebacks and the sidecar's own stderr logging show up
+  on the BEAM's stderr).
   """
 
   @typedoc "Where and how to start the sidecar."

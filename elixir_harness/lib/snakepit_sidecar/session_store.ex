@@ -36,7 +36,7 @@ defmodule SnakepitSidecar.SessionStore do
 
   use SnakepitSidecar.API, default_server: SnakepitSidecar.SessionStore
 
-  alias SnakepitSidecar.{Connection, Options}
+  alias SnakepitSidecar.{Client, Connection, Options}
 
   @doc """
   Starts the store (and its sidecar) linked to the caller. Returns once the sidecar has
@@ -57,29 +57,15 @@ defmodule SnakepitSidecar.SessionStore do
   end
 
   @doc """
-  A child spec. The child id is the `:name` option when given, else this module, so several
-  stores with different names can live under one supervisor.
-  """
-  @spec child_spec(keyword()) :: Supervisor.child_spec()
-  def child_spec(opts) do
-    %{
-      id: Keyword.get(opts, :name) || __MODULE__,
-      start: {__MODULE__, :start_link, [opts]},
-      type: :worker,
-      shutdown: 5_000
-    }
-  end
-
-  @doc """
   Sends any call of the protocol (`docs/protocol.md`), e.g. `call(server, :ping, [])`.
   `timeout` overrides the store's `:call_timeout` for this call.
   """
   @spec call(GenServer.server(), atom(), list(), timeout() | nil) :: term()
-  defdelegate call(server, function, args, timeout \\ nil), to: Connection
+  defdelegate call(server, function, args, timeout \\ nil), to: Client
 
   @doc "`:pong` when the sidecar answers."
   @spec ping(GenServer.server()) :: :pong
-  def ping(server \\ __MODULE__), do: Connection.call(server, :ping, [])
+  def ping(server \\ __MODULE__), do: Client.call(server, :ping, [])
 
   @doc """
   Marks a variable as being optimized (updates and deletes then answer
@@ -90,7 +76,7 @@ defmodule SnakepitSidecar.SessionStore do
           :ok | {:error, term()}
   def start_optimization(server \\ __MODULE__, session_id, ident, optimizer_id, optimizer_pid),
     do:
-      Connection.call(server, :start_optimization, [
+      Client.call(server, :start_optimization, [
         session_id,
         ident,
         optimizer_id,
@@ -101,7 +87,7 @@ defmodule SnakepitSidecar.SessionStore do
   @spec end_optimization(GenServer.server(), String.t(), atom() | String.t()) ::
           :ok | {:error, term()}
   def end_optimization(server \\ __MODULE__, session_id, ident),
-    do: Connection.call(server, :end_optimization, [session_id, ident])
+    do: Client.call(server, :end_optimization, [session_id, ident])
 
   @doc """
   Runs what the periodic cleanup runs (expired sessions, then global programs older than
@@ -111,9 +97,5 @@ defmodule SnakepitSidecar.SessionStore do
           sessions: non_neg_integer(),
           global_programs: non_neg_integer()
         }
-  def run_cleanup(server \\ __MODULE__), do: Connection.call(server, :run_cleanup, [])
-
-  @doc "The current sidecar: `%{os_pid, welcome, pending_calls, restarts}`."
-  @spec sidecar_info(GenServer.server()) :: map()
-  def sidecar_info(server \\ __MODULE__), do: Connection.info(server)
+  def run_cleanup(server \\ __MODULE__), do: Client.call(server, :run_cleanup, [])
 end

@@ -21,7 +21,7 @@ defmodule SnakepitSidecar.Transaction do
 
   @max_attempts 100
 
-  @typedoc "How a call is sent: `SnakepitSidecar.Connection.call/4` in production."
+  @typedoc "How a call is sent: `SnakepitSidecar.Client.call/3` in production."
   @type caller :: (GenServer.server(), atom(), list() -> term())
 
   @doc """
@@ -32,7 +32,7 @@ defmodule SnakepitSidecar.Transaction do
   """
   @spec update_session(GenServer.server(), term(), (map() -> map()), caller()) ::
           {:ok, map()} | {:error, term()}
-  def update_session(server, session_id, fun, call \\ &SnakepitSidecar.Connection.call/3)
+  def update_session(server, session_id, fun, call \\ &SnakepitSidecar.Client.call/3)
       when is_function(fun, 1) do
     attempt(server, session_id, fun, call, 1)
   end

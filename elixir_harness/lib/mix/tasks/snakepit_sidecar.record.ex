@@ -23,21 +23,16 @@ defmodule Mix.Tasks.SnakepitSidecar.Record do
 
   use Mix.Task
 
-  @scenario_dir Path.expand("../../../recording_scenarios", __DIR__)
-  @default_out Path.expand("../../../../tests/recordings", __DIR__)
-  @store_options [
-    name: nil,
-    cleanup_interval: 3_600_000,
-    default_ttl: 3600,
-    global_program_ttl: 3600
-  ]
+  # The TTLs are the defaults of SnakepitSidecar.Options (the contract's); only the cleanup
+  # interval is set, so that no periodic cleanup lands in a recording.
+  @store_options [name: nil, cleanup_interval: 3_600_000]
 
   @impl Mix.Task
   def run(args) do
     {opts, names} = OptionParser.parse!(args, strict: [out: :string])
     Mix.Task.run("app.start")
     ensure_telemetry()
-    out = Path.expand(Keyword.get(opts, :out, @default_out))
+    out = Path.expand(Keyword.get(opts, :out, default_out()))
     File.mkdir_p!(out)
 
     for script <- scenarios(names) do
@@ -51,15 +46,21 @@ defmodule Mix.Tasks.SnakepitSidecar.Record do
 
   @doc "The scenario scripts to run: all of them, or those named (base names, `.exs` optional)."
   @spec scenarios([String.t()]) :: [String.t()]
-  def scenarios([]), do: @scenario_dir |> Path.join("*.exs") |> Path.wildcard() |> Enum.sort()
+  def scenarios([]), do: scenario_dir() |> Path.join("*.exs") |> Path.wildcard() |> Enum.sort()
 
   def scenarios(names) do
     for name <- names do
-      path = Path.join(@scenario_dir, Path.basename(name, ".exs") <> ".exs")
+      path = Path.join(scenario_dir(), Path.basename(name, ".exs") <> ".exs")
       File.exists?(path) || Mix.raise("no scenario #{name} (looked for #{path})")
       path
     end
   end
+
+  # Both are found from the project being run (this harness's checkout), not from where the
+  # task was compiled.
+  defp scenario_dir, do: Path.join(project_dir(), "recording_scenarios")
+  defp default_out, do: Path.join([project_dir(), "..", "tests", "recordings"]) |> Path.expand()
+  defp project_dir, do: Path.dirname(Mix.Project.project_file())
 
   # The sidecar sends `:telemetry` frames only when the harness finds `:telemetry` loaded, and
   # the recordings must hold them. Without the real library (no hex packages here), a stand-in

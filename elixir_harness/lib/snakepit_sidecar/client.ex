@@ -1,0 +1,185 @@
+defmodule SnakepitSidecar.Client do
+  @moduledoc """
+  The caller's side of a request: `call/4` runs in the calling process, sends the request and
+  waits for its reply.
+
+  ## Two paths
+
+  **Direct.** While the owner (`SnakepitSidecar.Connection`) has published its direct path
+  (`SnakepitSidecar.DirectPath`), the caller monitors the owner (with an alias, like
+  `GenServer.call/3`), takes the next id, registers `{id, alias}` in the table, encodes the frame
+  and writes it to the port itself (`Port.command/2`: any process may write to a port). The
+  owner reads the id from the reply frame's first bytes and sends the frame's bytes to the
+  alias; the caller decodes them.
+
+  **Through the owner.** When recording, during a restart, or when the server is not a local
+  pid or registered name, the request goes to the owner (`GenServer.call/3` with
+  `{:call, function, args, timeout}`): it takes the id, writes the frame (and records it) and
+  answers the same way.
+
+  Either way the answer is one of `{:bytes, reply_frame}`, `{:reply, result}` or
+  `{:exit, reason}` — the whole seam between this module and the owner.
+
+  ## Timeouts and exits
+
+  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`).
+  On the direct path the caller waits with `receive ... after`; on the owner path the owner runs
+  a timer from when it handles the request. When it expires the caller exits with
+  `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
+  `GenServer.call/3` exits, naming the public entry point `SnakepitSidecar.Connection.call/4` —
+  its table entry is removed, and the reply, if it ever comes, is dropped (the alias is
+  deactivated, so not even a stray message is left). A caller also exits at once if the owner
+  dies while it waits (it monitors it, as `GenServer.call/3` does).
+
+  ## The reply path
+
+  Every reply reaches its caller through one place, `call/4`'s `{:reply, result}` branch, in the
+  caller, after the bytes are decoded: compact variables are expanded there
+  (`SnakepitSidecar.Protocol.expand_variables/2`) and the call's telemetry is emitted. Anything
+  that must see every reply before its caller does belongs there.
+  """
+
+  alias SnakepitSidecar.{DirectPath, Protocol, Telemetry}
+
+  @doc """
+  Sends `function(args...)` to the sidecar of `server` and returns its result term; exits when
+  no reply comes (see the moduledoc). `timeout` (ms or `:infinity`) overrides the store's
+  `:call_timeout` for this call.
+  """
+  @spec call(GenServer.server(), atom(), list(), timeout() | nil) :: term()
+  def call(server, function, args, timeout \\ nil)
+      when is_atom(function) and is_list(args) and
+             (is_nil(timeout) or timeout == :infinity or (is_integer(timeout) and timeout > 0)) do
+    # The call events cost nothing when :telemetry is not loaded: one loaded-code check.
+    started = if Telemetry.available?(), do: System.monotonic_time()
+
+    case request(server, function, args, timeout) do
+      {:reply, result} ->
+        result = Protocol.expand_variables(function, result)
+
+        if started do
+          Telemetry.emit(
+            [:snakepit_sidecar, :call, :stop],
+            %{duration: System.monotonic_time() - started},
+            %{server: server, function: function, arity: length(args)}
+          )
+        end
+
+        result
+
+      {:exit, reason} ->
+        exception_event(started, server, function, args, reason)
+        exit({reason, {SnakepitSidecar.Connection, :call, [server, function, length(args)]}})
+
+      {:caller_exit, reason} ->
+        exception_event(started, server, function, args, reason)
+        exit(reason)
+    end
+  end
+
+  defp exception_event(started, server, function, args, reason) do
+    Telemetry.emit(
+      [:snakepit_sidecar, :call, :exception],
+      %{duration: if(started, do: System.monotonic_time() - started, else: 0)},
+      %{server: server, function: function, arity: length(args), kind: :exit, reason: reason}
+    )
+  end
+
+  defp request(server, function, args, timeout) do
+    with pid when is_pid(pid) <- GenServer.whereis(server),
+         {port, table, ids, alive, call_timeout} <- DirectPath.lookup(pid),
+         true <- DirectPath.open?(alive) do
+      direct(
+        pid,
+        {port, table, ids, alive},
+        {server, function, args, timeout},
+        timeout || call_timeout
+      )
+    else
+      _ -> via_owner(server, function, args, timeout)
+    end
+  end
+
+  # The caller registers itself and writes the frame; the owner only routes the reply back.
+  defp direct(pid, {port, table, ids, alive}, {server, function, args, timeout} = context, wait) do
+    id = :atomics.add_get(ids, 1, 1) - 1
+    frame = Protocol.encode_call(id, function, args)
+    mref = :erlang.monitor(:process, pid, [{:alias, :demonitor}])
+
+    cond do
+      # The table died with its owner a moment ago.
+      not DirectPath.register(table, id, mref) ->
+        :erlang.demonitor(mref, [:flush])
+        via_owner(server, function, args, timeout)
+
+      # Checked after the insert: the owner clears `alive` before it fails the requests in
+      # the table, so either it finds this entry or this caller sees the flag down.
+      DirectPath.open?(alive) ->
+        try do
+          Port.command(port, frame)
+        rescue
+          # The port just closed; the owner fails this request when it handles the exit.
+          ArgumentError -> :ok
+        end
+
+        await(mref, table, id, wait, context)
+
+      true ->
+        case DirectPath.take(table, id) do
+          [_] ->
+            :erlang.demonitor(mref, [:flush])
+            via_owner(server, function, args, timeout)
+
+          [] ->
+            # The owner took the entry: its answer (an exit) is on its way.
+            await(mref, table, id, :infinity, context)
+        end
+    end
+  end
+
+  defp await(mref, table, id, timeout, context) do
+    receive do
+      {^mref, reply} ->
+        :erlang.demonitor(mref, [:flush])
+        unwrap(reply)
+
+      {:DOWN, ^mref, _, _, reason} ->
+        # The store died while this caller waited: exit as GenServer.call/3 would have.
+        {server, function, args, call_timeout} = context
+
+        {:caller_exit,
+         {reason, {GenServer, :call, [server, {:call, function, args, call_timeout}, :infinity]}}}
+    after
+      timeout ->
+        case DirectPath.take(table, id) do
+          [_] ->
+            # Nobody will answer this id now; a late reply finds no entry and is dropped, and
+            # demonitor deactivates the alias, so nothing can reach this process later.
+            :erlang.demonitor(mref, [:flush])
+            {:exit, :timeout}
+
+          [] ->
+            # The owner took the entry just now: its answer is on its way.
+            await(mref, table, id, :infinity, context)
+        end
+    end
+  end
+
+  defp via_owner(server, function, args, timeout) do
+    unwrap(GenServer.call(server, {:call, function, args, timeout}, :infinity))
+  catch
+    :exit, reason -> {:caller_exit, reason}
+  end
+
+  # Replies carry the frame's bytes, decoded here, in the caller, so the owner process is not
+  # the bottleneck of many concurrent callers (and a large result is not copied between them).
+  defp unwrap({:bytes, bytes}) do
+    case Protocol.decode(bytes) do
+      {:ok, {:reply, _id, result}} -> {:reply, result}
+      _ -> {:exit, :undecodable_reply}
+    end
+  end
+
+  defp unwrap({:reply, _result} = reply), do: reply
+  defp unwrap({:exit, _reason} = exit), do: exit
+end

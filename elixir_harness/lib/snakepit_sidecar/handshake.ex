@@ -1,0 +1,107 @@
+defmodule SnakepitSidecar.Handshake do
+  @moduledoc """
+  The start of a conversation with a new sidecar: `{:hello, 1, opts}` out, `{:welcome, 1, info}`
+  back (`docs/protocol.md`). Pure functions, except `await_welcome/4`, which receives the port's
+  messages in the calling process (the port's owner, `SnakepitSidecar.Connection`).
+
+  `opts` carries the struct modules, the TTL defaults, the cleanup interval,
+  `monotonic_time:` (so the sidecar's timestamps are on this node's monotonic clock),
+  `telemetry:` (whether `:telemetry` is loaded) and `compact_variables: true`
+  (`SnakepitSidecar.Client` expands the compact variables,
+  `SnakepitSidecar.Protocol.expand_variables/2`).
+
+  Outcomes of a handshake that fails:
+
+    * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome`
+    * `{:error, {:unsupported_protocol, versions}}` — the sidecar speaks no version we speak
+    * `{:error, {:hello_refused, reason, message}}` — the sidecar answered `:hello` with a
+      `:protocol_error` (e.g. `{:invalid_option, key, value}`)
+    * `{:error, :startup_timeout}`
+  """
+
+  alias SnakepitSidecar.Protocol
+
+  @doc """
+  The `:hello` frame for the store's validated options `config`; `now` is this node's
+  `System.monotonic_time(:second)`.
+  """
+  @spec hello_frame(SnakepitSidecar.Options.t(), boolean(), integer()) :: binary()
+  def hello_frame(config, telemetry?, now),
+    do: Protocol.encode_hello(hello_options(config, telemetry?, now))
+
+  @doc "The options map of `:hello`."
+  @spec hello_options(SnakepitSidecar.Options.t(), boolean(), integer()) :: map()
+  def hello_options(config, telemetry?, now) do
+    %{
+      session_struct: config.session_struct,
+      variable_struct: config.variable_struct,
+      default_ttl: config.default_ttl,
+      global_program_ttl: config.global_program_ttl,
+      cleanup_interval: config.cleanup_interval,
+      monotonic_time: now,
+      telemetry: telemetry?,
+      compact_variables: true
+    }
+  end
+
+  @doc """
+  What a decoded frame means before `:welcome`: `{:ok, info}` (the handshake is done),
+  `{:error, reason}` (it failed) or `:other` (a frame to handle as usual, e.g. a log frame).
+  """
+  @spec step({:ok, term()} | {:error, term()}) :: {:ok, map()} | {:error, term()} | :other
+  def step({:ok, {:welcome, version, info}}) do
+    versions = Map.get(info, :protocol_versions, [version])
+
+    if version == Protocol.version() or Protocol.version() in List.wrap(versions),
+      do: {:ok, info},
+      else: {:error, {:unsupported_protocol, versions}}
+  end
+
+  def step({:ok, {:protocol_error, {:unsupported_version, _, versions}, _}}),
+    do: {:error, {:unsupported_protocol, versions}}
+
+  # Before :welcome, a protocol error can only be about our :hello (e.g. an option refused).
+  def step({:ok, {:protocol_error, reason, message}}),
+    do: {:error, {:hello_refused, reason, message}}
+
+  def step(_decoded), do: :other
+
+  @doc """
+  Waits for `port`'s `:welcome` until `deadline` (`System.monotonic_time(:millisecond)`).
+  `on_bytes` is called with every frame that arrives (for the recording), `on_other` with every
+  decoded frame that is not part of the handshake.
+  """
+  @spec await_welcome(port(), integer(), (binary() -> term()), (term() -> term())) ::
+          {:ok, map()} | {:error, term()}
+  def await_welcome(port, deadline, on_bytes, on_other) do
+    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {^port, {:data, bytes}} ->
+        on_bytes.(bytes)
+        decoded = Protocol.decode(bytes)
+
+        case step(decoded) do
+          :other ->
+            on_other.(decoded)
+            await_welcome(port, deadline, on_bytes, on_other)
+
+          result ->
+            result
+        end
+
+      {^port, {:exit_status, status}} ->
+        {:error, {:sidecar_exited, status}}
+
+      {:EXIT, ^port, reason} ->
+        {:error, {:sidecar_exited, reason}}
+    after
+      remaining -> {:error, :startup_timeout}
+    end
+  end
+
+  @doc "The sidecar's OS pid: the one it reports in `:welcome`, else the port's."
+  @spec os_pid(map(), non_neg_integer() | nil) :: non_neg_integer() | nil
+  def os_pid(%{os_pid: pid}, _port_os_pid) when is_integer(pid) and pid > 0, do: pid
+  def os_pid(_info, port_os_pid), do: port_os_pid
+end
