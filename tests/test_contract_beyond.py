@@ -153,7 +153,7 @@ IMPORTED = {A("id"): "var_imp_1", A("name"): "imp", A("type"): A("integer"), A("
 TOUCHES = [
     ("get_session", ["s1"], True),
     ("get_program", ["s1", "p"], True),
-    ("get_program", ["s1", "missing"], True),
+    ("get_program", ["s1", "missing"], False),  # beyond: an error answer changes nothing
     ("get_variable", ["s1", "x"], True),
     ("get_variable", ["s1", "missing"], False),
     ("get_variable_value", ["s1", "x"], True),
