@@ -23,28 +23,40 @@ def format_utc_iso8601(moment: _dt.datetime) -> str:
 class Clock:
     """The real clock. `now()` is storage time; `to_beam`/`from_beam` translate at the boundary.
 
-    Storage time is whole seconds anchored on the wall clock once, when the clock is made, and
+    Storage time is whole seconds on the wall clock, as read once when the clock is made and
     counted on from there on Python's monotonic clock: records survive a restart of the sidecar
     or of the BEAM (whose monotonic seconds start anywhere), and sidecars on several nodes agree
     to within their clocks' sync. A wall-clock jump while the sidecar runs changes nothing;
     one between two runs shifts the older records by the jump (docs/storage.md, "Time").
 
-    With `beam_monotonic_at_start` (the `System.monotonic_time(:second)` of `:hello`),
-    `beam_offset` is storage time minus the BEAM's monotonic seconds, so `to_beam(now())` is
-    what the BEAM's clock says now. Without it the offset is 0. `advance(seconds)` moves both
-    (test-only `__advance_clock__`).
+    Storage time is the BEAM's monotonic seconds plus `beam_offset`, a whole number of seconds:
+    the difference between the wall clock and the BEAM's monotonic clock, rounded. Within one
+    BEAM that difference is the same for every sidecar it starts (to within a millisecond or
+    so), so a record keeps its BEAM time across restarts of the sidecar; under a new BEAM it is
+    right to within half a second. The BEAM's clock comes from `:hello`: `monotonic_time_ms`
+    (exact to the millisecond) or `monotonic_time` (whole seconds). Without either, there is no
+    BEAM time: presented and storage time are both the wall clock's. `advance(seconds)` moves
+    both (test-only `__advance_clock__`).
     """
 
     def __init__(
         self,
         beam_monotonic_at_start: Optional[int] = None,
+        beam_monotonic_ms: Optional[int] = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._monotonic = monotonic
         self._started_at = monotonic()
-        self._storage_start = int(wall())
-        self.beam_offset = 0 if beam_monotonic_at_start is None else self._storage_start - beam_monotonic_at_start
+        wall_now = wall()
+        if beam_monotonic_ms is not None:
+            beam_ms = beam_monotonic_ms
+        elif beam_monotonic_at_start is not None:
+            beam_ms = beam_monotonic_at_start * 1000  # somewhere in that second: as before
+        else:
+            beam_ms = int(wall_now * 1000)
+        self._beam_start_ms = beam_ms
+        self.beam_offset = round(wall_now - beam_ms / 1000)
         self._offset = 0
         self._last_now = 0
         self._stamp_second: Optional[int] = None
@@ -52,7 +64,8 @@ class Clock:
 
     def now(self) -> int:
         """Whole seconds of storage time."""
-        now = self._storage_start + int(self._monotonic() - self._started_at) + self._offset
+        elapsed_ms = int((self._monotonic() - self._started_at) * 1000)
+        now = (self._beam_start_ms + elapsed_ms) // 1000 + self.beam_offset + self._offset
         # hand out one int object per second: records stamped in the same second share it
         if now == self._last_now:
             return self._last_now

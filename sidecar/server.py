@@ -72,6 +72,7 @@ class HelloOptions(BaseModel):
     global_program_ttl: int | None = Field(None, ge=0)
     cleanup_interval: int | None = Field(None, ge=1)
     monotonic_time: int | None = None
+    monotonic_time_ms: int | None = None
     telemetry: bool | None = None
     compact_variables: bool | None = None
 
@@ -113,7 +114,7 @@ class Sidecar:
         self,
         options: SidecarOptions,
         log_handler: LogFrameHandler | None = None,
-        clock_factory: Callable[[int | None], Any] = Clock,
+        clock_factory: Callable[..., Any] = Clock,
         storage: Storage | None = None,
     ) -> None:
         self.options = options
@@ -178,7 +179,12 @@ class Sidecar:
                 if type(event) is Call:
                     self._serve(((event.id, event.function, event.args),), out)
                 elif type(event) is Hello:
-                    self._hello(event, out)
+                    try:
+                        self._hello(event, out)
+                    except Exception as exc:  # answered, or the harness would wait for its timeout
+                        log.exception("hello failed")
+                        reason = (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+                        out.append(self.protocol.protocol_error(reason, f"the hello could not be handled: {exc}"))
                 else:
                     self._log_pending(out)
                     out.append(self.protocol.answer(event))
@@ -301,7 +307,9 @@ class Sidecar:
         if options.telemetry is not None:
             self.telemetry_enabled = self.store.telemetry = options.telemetry
         self.config = self.config.model_copy(update=overrides)
-        if options.monotonic_time is not None:
+        if options.monotonic_time_ms is not None:
+            self.clock = self._clock_factory(None, options.monotonic_time_ms)
+        elif options.monotonic_time is not None:
             self.clock = self._clock_factory(options.monotonic_time)
         self.store.reconfigure(self.config, self.clock)
         self.replies.configure(self.config, self.clock)

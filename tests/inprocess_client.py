@@ -41,7 +41,7 @@ class Client:
         self._directory = Path(tempfile.mkdtemp(prefix="sidecar-client-")) if storage == "sqlite" else None
         self.storage = open_backend(storage, self._directory)
         options = SidecarOptions(enable_test_calls=enable_test_calls)
-        self.sidecar = Sidecar(options, clock_factory=lambda _start: self.clock, storage=self.storage)
+        self.sidecar = Sidecar(options, clock_factory=lambda *_start: self.clock, storage=self.storage)
         self.sidecar._apply_hello(HelloOptions(compact_variables=compact_variables))
         self.store = self.sidecar.store
         self._ids = itertools.count(1)

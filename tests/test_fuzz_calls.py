@@ -99,7 +99,7 @@ def _program_ids(sequence: list[tuple[Any, list]]) -> list:
 def test_any_call_sequence_gets_answers_and_errors_change_nothing(backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]]) -> None:
     directory = tmp_path_factory.mktemp("fuzz")
     storage = open_backend(backend, directory)
-    sidecar = Sidecar(SidecarOptions(), clock_factory=lambda _start: FakeClock(-1000), storage=storage)
+    sidecar = Sidecar(SidecarOptions(), clock_factory=lambda *_start: FakeClock(-1000), storage=storage)
     ids = iter(range(1, 1000))
 
     def serve(name: Any, args: list) -> Any:

@@ -674,7 +674,7 @@ def test_handle_input_chunks_of_calls_answer_as_the_event_loop(requests: list, t
     from sidecar.server import Sidecar
 
     def build(kind: Any) -> Any:
-        sidecar = kind(SidecarOptions(), LogFrameHandler(logging.WARNING), clock_factory=lambda _start: FakeClock(100))
+        sidecar = kind(SidecarOptions(), LogFrameHandler(logging.WARNING), clock_factory=lambda *_start: FakeClock(100))
         sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})))
         sidecar.handle_input(codec.encode_frame((A("call"), 1, A("create_session"), ["s"])))
         sidecar.handle_input(codec.encode_frame((A("call"), 2, A("register_variable"), ["s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10}}])))

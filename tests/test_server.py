@@ -218,6 +218,29 @@ def test_hello_options_override_the_command_line():
         client.close()
 
 
+def test_hello_monotonic_time_ms_puts_timestamps_on_that_clock():
+    hello = {Atom("monotonic_time"): -576_461, Atom("monotonic_time_ms"): -576_460_250}
+    client = SubprocessClient(hello_options=hello)
+    try:
+        ok, session = client.call("create_session", "s")
+        assert ok is OK
+        assert -576_461 <= session[Atom("created_at")] <= -576_461 + 60  # the milliseconds win
+    finally:
+        client.close()
+
+
+def test_a_hello_that_fails_is_answered_with_a_protocol_error(monkeypatch):
+    sidecar = server.Sidecar(SidecarOptions())
+
+    def broken(options):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sidecar, "_apply_hello", broken)
+    answers = [codec.decode(f[4:]) for f in sidecar.handle_input(frame((Atom("hello"), 1, {})))]
+    assert [answer[0] for answer in answers] == [Atom("protocol_error")]
+    assert answers[0][1] == (Atom("internal_error"), "RuntimeError: boom")
+
+
 def test_bad_hello_option_is_refused_with_a_log_frame():
     client = SubprocessClient(hello=False)
     try:
@@ -319,6 +342,7 @@ def decode_all(frames: list[bytes]) -> list:
         ({Atom("telemetry"): "no"}, "telemetry"),
         ({Atom("session_struct"): "My.Session"}, "session_struct"),
         ({"monotonic_time": 1.5}, "monotonic_time"),
+        ({Atom("monotonic_time_ms"): "now"}, "monotonic_time_ms"),
     ],
 )
 def test_bad_hello_option_values_are_refused_without_welcome(options, key):

@@ -39,7 +39,7 @@ class Served:
     def __init__(self, path: Path, clock: Any = None) -> None:
         self.clock = clock or FakeClock(100)
         self.storage = SqliteStorage(str(path))
-        self.sidecar = Sidecar(SidecarOptions(), clock_factory=lambda _start: self.clock, storage=self.storage)
+        self.sidecar = Sidecar(SidecarOptions(), clock_factory=lambda *_start: self.clock, storage=self.storage)
         self._ids = itertools.count(1)
 
     def call(self, function: str, *args: Any) -> Any:

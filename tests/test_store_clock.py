@@ -19,12 +19,26 @@ def test_presented_time_follows_the_beam_start_in_whole_seconds():
 
 def test_storage_time_is_the_wall_clock_at_start_counted_on_monotonically():
     ticks = iter([5.0, 5.5, 65.2])
-    wall = iter([1_796_000_000.8, 0.0])  # read once: a later jump of the wall clock is not seen
-    clock = Clock(beam_monotonic_at_start=-10, monotonic=lambda: next(ticks), wall=lambda: next(wall))
+    wall = iter([1_796_000_000.3, 0.0])  # read once: a later jump of the wall clock is not seen
+    clock = Clock(beam_monotonic_ms=-10_000, monotonic=lambda: next(ticks), wall=lambda: next(wall))
+    assert clock.beam_offset == 1_796_000_010  # the clocks' difference, rounded
     assert clock.now() == 1_796_000_000
     assert clock.now() == 1_796_000_060
-    assert clock.beam_offset == 1_796_000_010
     assert clock.from_beam(clock.to_beam(1_796_000_060)) == 1_796_000_060
+
+
+def test_a_restarted_sidecar_under_the_same_beam_presents_records_as_before():
+    """The BEAM's and the wall clock's seconds tick at different moments; whole-second storage
+    time must still give back the BEAM second a record was written in, whatever the phase."""
+    difference = 1_796_000_000.7  # wall clock minus the BEAM's monotonic clock, in this VM
+    for beam_ms in (-5_000_999, -5_000_500, -5_000_001, -4_999_999, 12_345):
+        for later_ms in (0, 1, 499, 500, 999, 1_000, 86_400_123):
+            first = Clock(beam_monotonic_ms=beam_ms, monotonic=lambda: 0.0, wall=lambda: beam_ms / 1000 + difference)
+            stored = first.now()
+            then = beam_ms + later_ms  # a new sidecar's hello, later in the same BEAM
+            second = Clock(beam_monotonic_ms=then, monotonic=lambda: 0.0, wall=lambda: then / 1000 + difference + 0.0004)
+            assert second.to_beam(stored) == beam_ms // 1000, (beam_ms, later_ms)
+            assert second.to_beam(second.now()) == then // 1000
 
 
 def test_times_of_another_run_translate_to_this_beams_clock():

@@ -31,7 +31,7 @@ class Served:
 
     def __init__(self, backend: str, directory: Any) -> None:
         self.storage = open_backend(backend, directory)
-        self.sidecar = Sidecar(SidecarOptions(), clock_factory=lambda _start: FakeClock(100), storage=self.storage)
+        self.sidecar = Sidecar(SidecarOptions(), clock_factory=lambda *_start: FakeClock(100), storage=self.storage)
         self.store = self.sidecar.store
         self._ids = itertools.count(1)
 

@@ -233,7 +233,7 @@ defmodule SnakepitSidecar.Connection do
     state = %{state | telemetry?: telemetry?}
 
     with {:ok, port, os_pid} <- OSProcess.open(config) do
-      hello = Handshake.hello_frame(config, telemetry?, System.monotonic_time(:second))
+      hello = Handshake.hello_frame(config, telemetry?, System.monotonic_time(:millisecond))
       send_frame(%{state | port: port}, hello)
       deadline = System.monotonic_time(:millisecond) + config.startup_timeout
       on_bytes = &Recorder.record(state.recorder, :in, &1)

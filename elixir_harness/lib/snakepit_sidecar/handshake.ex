@@ -5,7 +5,9 @@ defmodule SnakepitSidecar.Handshake do
   messages in the calling process (the port's owner, `SnakepitSidecar.Connection`).
 
   `opts` carries the struct modules, the TTL defaults, the cleanup interval,
-  `monotonic_time:` (so the sidecar's timestamps are on this node's monotonic clock),
+  `monotonic_time:` and `monotonic_time_ms:` (this node's monotonic clock in seconds and in
+  milliseconds: the sidecar presents its timestamps on that clock, and the milliseconds let it
+  line its stored times up with it exactly, `docs/storage.md`, "Time"),
   `telemetry:` (whether `:telemetry` is loaded) and `compact_variables: true`
   (`SnakepitSidecar.Client` expands the compact variables,
   `SnakepitSidecar.Protocol.expand_variables/2`).
@@ -14,7 +16,9 @@ defmodule SnakepitSidecar.Handshake do
 
     * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome`
     * `{:error, {:unsupported_protocol, versions}}` — the sidecar speaks no version we speak
-    * `{:error, {:hello_refused, reason, message}}` — the sidecar answered `:hello` with a
+    * `{:error, {:storage_unavailable, message}}` — the sidecar could not open its storage (a
+      SQLite path that does not open or is in use, a Redis that cannot be reached)
+    * `{:error, {:hello_refused, reason, message}}` — the sidecar answered `:hello` with another
       `:protocol_error` (e.g. `{:invalid_option, key, value}`)
     * `{:error, :startup_timeout}`
   """
@@ -22,23 +26,24 @@ defmodule SnakepitSidecar.Handshake do
   alias SnakepitSidecar.Protocol
 
   @doc """
-  The `:hello` frame for the store's validated options `config`; `now` is this node's
-  `System.monotonic_time(:second)`.
+  The `:hello` frame for the store's validated options `config`; `now_ms` is this node's
+  `System.monotonic_time(:millisecond)`.
   """
   @spec hello_frame(SnakepitSidecar.Options.t(), boolean(), integer()) :: binary()
-  def hello_frame(config, telemetry?, now),
-    do: Protocol.encode_hello(hello_options(config, telemetry?, now))
+  def hello_frame(config, telemetry?, now_ms),
+    do: Protocol.encode_hello(hello_options(config, telemetry?, now_ms))
 
   @doc "The options map of `:hello`."
   @spec hello_options(SnakepitSidecar.Options.t(), boolean(), integer()) :: map()
-  def hello_options(config, telemetry?, now) do
+  def hello_options(config, telemetry?, now_ms) do
     %{
       session_struct: config.session_struct,
       variable_struct: config.variable_struct,
       default_ttl: config.default_ttl,
       global_program_ttl: config.global_program_ttl,
       cleanup_interval: config.cleanup_interval,
-      monotonic_time: now,
+      monotonic_time: Integer.floor_div(now_ms, 1000),
+      monotonic_time_ms: now_ms,
       telemetry: telemetry?,
       compact_variables: true
     }
@@ -59,6 +64,9 @@ defmodule SnakepitSidecar.Handshake do
 
   def step({:ok, {:protocol_error, {:unsupported_version, _, versions}, _}}),
     do: {:error, {:unsupported_protocol, versions}}
+
+  def step({:ok, {:protocol_error, {:storage_unavailable, message}, _}}),
+    do: {:error, {:storage_unavailable, message}}
 
   # Before :welcome, a protocol error can only be about our :hello (e.g. an option refused).
   def step({:ok, {:protocol_error, reason, message}}),

@@ -52,6 +52,14 @@ defmodule SnakepitSidecar.Options do
       default: [],
       doc: "list of strings appended to `python -m sidecar` (e.g. `[\"--log-level\", \"debug\"]`)"
     ],
+    storage: [
+      type: :storage,
+      default: :memory,
+      doc:
+        "`:memory`, `{:sqlite, path}` (durable: survives the sidecar; options " <>
+          "`synchronous: :normal \\| :full`) or `{:redis, url}` (shared by every store on that " <>
+          "Redis; option `prefix: string`): `SnakepitSidecar.Storage`, `docs/storage.md`"
+    ],
     record: [
       type: {:or, [{:in, [nil]}, :non_empty_string]},
       default: nil,
@@ -134,6 +142,7 @@ defmodule SnakepitSidecar.Options do
           python: String.t(),
           sidecar_path: String.t() | nil,
           sidecar_args: [String.t()],
+          storage: SnakepitSidecar.Storage.t(),
           record: String.t() | nil,
           call_timeout: timeout(),
           startup_timeout: pos_integer(),
@@ -228,6 +237,7 @@ defmodule SnakepitSidecar.Options do
   defp check({:in, values}, value), do: value in values
   defp check({:or, types}, value), do: Enum.any?(types, &check(&1, value))
   defp check({:list, type}, value), do: is_list(value) and Enum.all?(value, &check(type, &1))
+  defp check(:storage, value), do: SnakepitSidecar.Storage.valid?(value)
 
   defp check(:server_name, value) do
     case value do
@@ -249,4 +259,5 @@ defmodule SnakepitSidecar.Options do
   defp describe({:in, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
   defp describe({:or, types}), do: Enum.map_join(types, " or ", &describe/1)
   defp describe({:list, type}), do: "a list, each element #{describe(type)}"
+  defp describe(:storage), do: SnakepitSidecar.Storage.description()
 end

@@ -15,6 +15,7 @@ defmodule SnakepitSidecar.OSProcess do
           required(:python) => String.t(),
           required(:sidecar_path) => String.t() | nil,
           required(:sidecar_args) => [String.t()],
+          optional(:storage) => SnakepitSidecar.Storage.t(),
           optional(atom()) => term()
         }
 
@@ -36,7 +37,9 @@ defmodule SnakepitSidecar.OSProcess do
   Opens the port running the sidecar. Returns the port and the OS pid of the process.
   """
   @spec open(spec()) :: {:ok, port(), non_neg_integer() | nil} | {:error, term()}
-  def open(%{python: python, sidecar_path: sidecar_path, sidecar_args: sidecar_args}) do
+  def open(%{python: python, sidecar_path: sidecar_path, sidecar_args: sidecar_args} = spec) do
+    storage_args = SnakepitSidecar.Storage.args(Map.get(spec, :storage, :memory))
+
     with {:ok, executable} <- find_python(python) do
       options = [
         :binary,
@@ -44,7 +47,7 @@ defmodule SnakepitSidecar.OSProcess do
         :exit_status,
         :use_stdio,
         :hide,
-        args: ["-m", "sidecar" | sidecar_args],
+        args: ["-m", "sidecar" | storage_args ++ sidecar_args],
         env: env(sidecar_path)
       ]
 
