@@ -43,9 +43,14 @@ defmodule Demo.TelemetryPrinter do
   defp define_stand_in do
     Code.compile_string("""
     defmodule :telemetry do
-      @moduledoc "Demo stand-in for :telemetry (execute/3, attach_many/4)."
+      @moduledoc "Demo stand-in for :telemetry (execute/3, attach_many/4, detach/1)."
       def attach_many(id, events, fun, config) do
         :persistent_term.put({__MODULE__, id}, {events, fun, config})
+        :ok
+      end
+
+      def detach(id) do
+        :persistent_term.erase({__MODULE__, id})
         :ok
       end
 
@@ -187,7 +192,7 @@ defmodule Demo do
       Map.take(Store.get_stats(), [:sessions_created, :current_sessions, :global_programs_stored])
     )
 
-    step("Kill the sidecar with SIGKILL: the store starts a new, empty one")
+    step("Kill the sidecar with SIGKILL: the store starts a new one (in memory: empty)")
     old_os_pid = Store.sidecar_info().os_pid
     SnakepitSidecar.OSProcess.kill(old_os_pid)
     wait_until(fn -> Store.sidecar_info().os_pid not in [nil, old_os_pid] end)
@@ -202,12 +207,14 @@ defmodule Demo do
     show("store now", Process.whereis(Store))
     show("serving again", Store.create_session("after_restart") |> elem(0))
 
-    step("Stop")
     Supervisor.stop(sup)
+    Demo.Durable.run()
+
+    step("Stop")
     IO.puts("  done.")
   end
 
-  defp wait_until(fun, tries \\ 250) do
+  def wait_until(fun, tries \\ 250) do
     cond do
       safe(fun) -> :ok
       tries == 0 -> raise "timed out waiting"
@@ -219,6 +226,110 @@ defmodule Demo do
     fun.()
   catch
     :exit, _ -> false
+  end
+end
+
+defmodule Demo.Durable do
+  @moduledoc """
+  The same store on SQLite (`storage: {:sqlite, path}`): 16 callers write while the sidecar is
+  killed with SIGKILL, and every write that was acknowledged is still there afterwards, in the
+  restarted sidecar and in a store started again on the same file.
+  """
+  import Demo, only: [step: 1, show: 2, wait_until: 1]
+  alias SnakepitSidecar.SessionStore, as: Store
+
+  @writers 16
+
+  def run do
+    # one line per write would drown the story: only the sidecar's coming and going from here
+    :telemetry.detach("demo-printer")
+
+    :telemetry.attach_many(
+      "demo-durable-printer",
+      [[:snakepit_sidecar, :connection, :up], [:snakepit_sidecar, :connection, :down]],
+      &Demo.TelemetryPrinter.handle/4,
+      nil
+    )
+
+    dir =
+      Path.join(System.tmp_dir!(), "snakepit_sidecar_demo_#{System.unique_integer([:positive])}")
+
+    File.mkdir_p!(dir)
+    path = Path.join(dir, "store.db")
+
+    opts = [
+      name: Demo.DurableStore,
+      storage: {:sqlite, path},
+      sidecar_args: ["--log-level", "error"]
+    ]
+
+    step("Durable storage: the same store on SQLite (#{path})")
+    {:ok, sup} = Supervisor.start_link([{Store, opts}], strategy: :one_for_one)
+    store = Demo.DurableStore
+    {:ok, _} = Store.create_session(store, "ctx_durable", ttl: 3600, metadata: %{owner: "dspex"})
+
+    for w <- 1..@writers do
+      {:ok, _} = Store.register_variable(store, "ctx_durable", "counter_#{w}", :integer, 0)
+    end
+
+    step(
+      "#{@writers} callers update their counters as fast as they can; the sidecar gets SIGKILL"
+    )
+
+    parent = self()
+
+    tasks =
+      for w <- 1..@writers do
+        Task.async(fn -> write_until_down(store, w, parent) end)
+      end
+
+    for w <- 1..@writers, do: receive(do: ({:warm, ^w} -> :ok))
+    old_os_pid = Store.sidecar_info(store).os_pid
+    SnakepitSidecar.OSProcess.kill(old_os_pid)
+    acknowledged = Task.await_many(tasks, 30_000)
+    wait_until(fn -> Store.sidecar_info(store).os_pid not in [nil, old_os_pid] end)
+    show("killed sidecar", old_os_pid)
+    show("new sidecar", Store.sidecar_info(store).os_pid)
+
+    show(
+      "writes acknowledged before the kill",
+      acknowledged |> Enum.map(&elem(&1, 1)) |> Enum.sum()
+    )
+
+    lost =
+      for {w, count} <- acknowledged, reduce: 0 do
+        lost ->
+          {:ok, variable} = Store.get_variable(store, "ctx_durable", "counter_#{w}")
+          lost + max(count - variable.version, 0)
+      end
+
+    show("acknowledged writes lost", lost)
+    {:ok, session} = Store.get_session(store, "ctx_durable")
+    show("session after the kill", Map.take(session, [:id, :metadata, :stats]))
+
+    step("Stop the whole store, start it again on the same file")
+    Supervisor.stop(sup)
+    {:ok, sup} = Supervisor.start_link([{Store, opts}], strategy: :one_for_one)
+    {:ok, again} = Store.get_session(store, "ctx_durable")
+    show("same session", again.stats == session.stats and again.metadata == session.metadata)
+    {:ok, vars} = Store.list_variables(store, "ctx_durable")
+    show("counters (name => version)", Map.new(vars, &{&1.name, &1.version}))
+    Supervisor.stop(sup)
+    File.rm_rf!(dir)
+    if lost != 0, do: raise("#{lost} acknowledged writes were lost")
+  end
+
+  defp write_until_down(store, w, parent) do
+    Enum.reduce_while(Stream.iterate(1, &(&1 + 1)), 0, fn n, acknowledged ->
+      if n == 100, do: send(parent, {:warm, w})
+
+      try do
+        :ok = Store.update_variable(store, "ctx_durable", "counter_#{w}", n)
+        {:cont, acknowledged + 1}
+      catch
+        :exit, {{:sidecar_down, _}, _} -> {:halt, {w, acknowledged}}
+      end
+    end)
   end
 end
 

@@ -305,3 +305,27 @@ def test_the_file_lives_where_the_option_says(tmp_path: Path) -> None:
     assert sidecar.store.storage.name == "sqlite" and sidecar.store.storage.synchronous == "full"
     sidecar.store.storage.close()
     assert os.path.exists(tmp_path / "here.db")
+
+
+def test_opening_reads_headers_only_and_each_session_on_first_use(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    for name in ("a", "b", "c"):
+        served.call("create_session", name, {})
+        served.call("register_variable", name, A("v"), A("integer"), 1)
+        served.call("store_program", name, "p", name)
+    held = snapshot(served.storage)
+    served.close()
+    again = Served(tmp_path / "store.db")
+    loaded = lambda: sorted(sid for sid, data in again.storage.sessions.items() if data._variables is not None)  # noqa: E731
+    assert loaded() == [] and again.call("list_sessions") == ["a", "b", "c"]
+    assert again.call("update_variable", "a", A("v"), 2) is OK
+    assert again.call("delete_session", "c") is OK  # never read: its rows go all the same
+    assert loaded() == ["a"]
+    again.close()
+    third = Served(tmp_path / "store.db")
+    assert third.call("list_sessions") == ["a", "b"]
+    assert third.call("get_variable_value", "a", A("v")) == 2 and third.call("get_program", "b", "p") == (OK, "b")
+    assert third.call("register_variable", "b", A("w"), A("integer"), 1) == (OK, "var_w_4")
+    assert [v[A("name")] for v in third.call("list_variables", "b")[1]] == [A("v"), A("w")]
+    assert snapshot(third.storage) != held
+    third.close()

@@ -13,7 +13,9 @@ consistency. With `synchronous=FULL`, every commit is also on the disk (fsync) b
 
 The file is opened with `locking_mode=EXCLUSIVE`: a second sidecar opening a file in use is
 refused (sharing between sidecars is the Redis backend's job). The file records its schema
-version; an unknown one is refused. Opening reads the whole file into memory.
+version; an unknown one is refused. Opening reads the session headers, the global programs and
+the counters; a session's variables, index and programs are read on its first use, and then
+kept in memory like the rest.
 
 Layout: `sessions(id, seq, created_at, last_accessed, ttl, revision, variable_count,
 program_count, total_variable_updates, rest)`, `variables(session, id, seq, data)`,
@@ -129,6 +131,42 @@ def _header_from_row(row: tuple) -> SessionRecord:
     )
 
 
+class StoredSession(SessionData):
+    """A session read from the file: its header at once, its variables, name index and programs
+    on first use (`SqliteStorage.load_rows`), so opening a big file reads only the headers."""
+
+    __slots__ = ("_variables", "_index", "_programs", "_storage")
+
+    def __init__(self, header: SessionRecord, seq: int, storage: "SqliteStorage") -> None:
+        self.header = header
+        self.seq = seq
+        self._variables: Any = None
+        self._index: Any = None
+        self._programs: Any = None
+        self._storage = storage
+
+    def set_rows(self, variables: dict, index: dict, programs: dict) -> None:
+        self._variables, self._index, self._programs = variables, index, programs
+
+    @property  # type: ignore[override]
+    def variables(self) -> dict:
+        if self._variables is None:
+            self._storage.load_rows(self)
+        return self._variables
+
+    @property  # type: ignore[override]
+    def index(self) -> dict:
+        if self._index is None:
+            self._storage.load_rows(self)
+        return self._index
+
+    @property  # type: ignore[override]
+    def programs(self) -> dict:
+        if self._programs is None:
+            self._storage.load_rows(self)
+        return self._programs
+
+
 class SqliteStorage(MemoryStorage):
     """The memory backend, made durable in the SQLite file at `path`."""
 
@@ -200,7 +238,8 @@ class SqliteStorage(MemoryStorage):
         return db
 
     def _load(self) -> None:
-        """Everything in the file into memory (and forget anything held before)."""
+        """The file's sessions (headers now, the rest of each on first use), global programs and
+        counters into memory, forgetting anything held before."""
         MemoryStorage.reset(self)
         self._variable_seqs.clear()
         self._program_seqs.clear()
@@ -212,33 +251,32 @@ class SqliteStorage(MemoryStorage):
         session_seq = 0
         for row in db.execute("SELECT * FROM sessions ORDER BY seq"):
             header = _header_from_row(row)
-            sessions[header.id] = SessionData(header, row[1])
+            sessions[header.id] = StoredSession(header, row[1], self)
             session_seq = row[1]
         self._session_seq = session_seq
-        by_raw = {id_bytes(session_id): data for session_id, data in sessions.items()}
-        variable_seq = 0
-        for raw_session, variable_id, seq, data in db.execute("SELECT session, id, seq, data FROM variables ORDER BY seq"):
-            entry = by_raw.get(raw_session)
-            if entry is not None:
-                entry.variables[variable_id] = bytes_variable(data)
-                self._variable_seqs.setdefault(entry.header.id, {})[variable_id] = seq
-            variable_seq = max(variable_seq, seq)
-        self._next_variable_seq = variable_seq + 1
-        for raw_session, key, variable_id in db.execute("SELECT session, key, variable_id FROM variable_index"):
-            entry = by_raw.get(raw_session)
-            if entry is not None:
-                entry.index[bytes_term(key)] = variable_id
-        program_seq = 0
-        for raw_session, key, seq, data in db.execute("SELECT session, key, seq, data FROM programs ORDER BY seq"):
-            entry = by_raw.get(raw_session)
-            if entry is not None:
-                entry.programs[key] = bytes_term(data)
-                self._program_seqs.setdefault(entry.header.id, {})[key] = seq
-            program_seq = max(program_seq, seq)
-        self._next_program_seq = program_seq + 1
+        self._next_variable_seq = (db.execute("SELECT max(seq) FROM variables").fetchone()[0] or 0) + 1
+        self._next_program_seq = (db.execute("SELECT max(seq) FROM programs").fetchone()[0] or 0) + 1
         for raw_id, stored_at, data in db.execute("SELECT id, stored_at, data FROM global_programs"):
             self.global_programs[bytes_id(raw_id)] = (bytes_term(data), stored_at)
         self._forget_marks()
+
+    def load_rows(self, session: "StoredSession") -> None:
+        """A session's variables, name index and programs from the file (its first use)."""
+        session_id = session.header.id
+        raw = id_bytes(session_id)
+        db = self._db
+        variables: dict[str, VariableRecord] = {}
+        variable_seqs = self._variable_seqs.setdefault(session_id, {})
+        for variable_id, seq, data in db.execute("SELECT id, seq, data FROM variables WHERE session=? ORDER BY seq", (raw,)):
+            variables[variable_id] = bytes_variable(data)
+            variable_seqs[variable_id] = seq
+        index = {bytes_term(key): variable_id for key, variable_id in db.execute("SELECT key, variable_id FROM variable_index WHERE session=?", (raw,))}
+        programs: dict[bytes, tuple[Any, Any]] = {}
+        program_seqs = self._program_seqs.setdefault(session_id, {})
+        for key, seq, data in db.execute("SELECT key, seq, data FROM programs WHERE session=? ORDER BY seq", (raw,)):
+            programs[key] = bytes_term(data)
+            program_seqs[key] = seq
+        session.set_rows(variables, index, programs)
 
     # marks ---------------------------------------------------------------------------------
 

@@ -42,9 +42,12 @@ defmodule SnakepitSidecar.Connection do
 
   When the sidecar's OS process ends (crash, `kill -9`, ...), every caller with a request in
   flight exits at once with `{{:sidecar_down, {:exit_status, status}}, {SnakepitSidecar.Connection,
-  :call, [server, function, arity]}}`. This process then starts a **new, empty** sidecar in place
-  (same pid, same registered name) and serves the requests that arrived meanwhile: every session,
-  variable and program of the old sidecar is lost. If the sidecar dies more than 3 times within
+  :call, [server, function, arity]}}`. This process then starts a new sidecar in place (same pid,
+  same registered name) on the same `:storage`, and serves the requests that arrived meanwhile.
+  With `storage: :memory` (the default) the new sidecar is empty: every session, variable and
+  program of the old one is lost. With `{:sqlite, path}` or `{:redis, url}` it finds every write
+  that was acknowledged (`docs/storage.md`); a call that was in flight may or may not have
+  landed (it got no reply). If the sidecar dies more than 3 times within
   5 seconds, or a new one cannot be started, this process stops with
   `{:sidecar_down, reason}` and its supervisor decides what happens next.
 
@@ -381,7 +384,7 @@ defmodule SnakepitSidecar.Connection do
       "sidecar went down (#{inspect(reason)}); #{pending_calls} call(s) in flight failed; " <>
         if(length(recent) >= @restart_limit,
           do: "too many restarts, stopping",
-          else: "starting a new, empty sidecar"
+          else: restart_note(state.config)
         )
     )
 
@@ -396,6 +399,12 @@ defmodule SnakepitSidecar.Connection do
           {:stop, {:sidecar_down, {:restart_failed, restart_error}}, state}
       end
     end
+  end
+
+  defp restart_note(config) do
+    if SnakepitSidecar.Storage.durable?(config.storage),
+      do: "starting a new sidecar on the same storage (#{inspect(elem(config.storage, 0))})",
+      else: "starting a new, empty sidecar"
   end
 
   defp emit_down(state, reason, pending_calls) do

@@ -25,8 +25,9 @@ defmodule SnakepitSidecar.SessionStore do
 
   A call that gets no reply exits like `GenServer.call/3` would: on timeout (`:call_timeout`), when
   the sidecar dies while the call is in flight, or when the store is not running. When the sidecar
-  dies, the store starts a new, empty one at once (all state is lost) and serves the next calls;
-  see `SnakepitSidecar.Connection`.
+  dies, the store starts a new one at once and serves the next calls: empty with the default
+  `storage: :memory`, holding every acknowledged write with `{:sqlite, path}` or `{:redis, url}`
+  (`docs/storage.md`); see `SnakepitSidecar.Connection`.
 
   ## Telemetry
 
