@@ -47,7 +47,7 @@ A_CONFLICT = Atom("conflict")
 A_STORAGE_ERROR = Atom("storage_error")
 A_STORAGE_UNAVAILABLE = Atom("storage_unavailable")
 
-CLEANUP_BATCH = 1000
+CLEANUP_BATCH = 200
 """Expired sessions removed per step of the periodic cleanup: calls that arrive meanwhile wait
 for one step, not for the whole cleanup (docs/reliability.md)."""
 

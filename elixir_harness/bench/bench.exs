@@ -20,10 +20,14 @@
 # variables, measured the same way; it writes only its own section of docs/benchmarks.md
 # (between <!-- bench-one-cpu:start --> and <!-- bench-one-cpu:end -->).
 #
+# --storage: the storage pass instead (Bench.StoragePass, bench/lib/storage_pass.exs), also meant
+# for `taskset -c 0`: SQLite storage beside memory storage in one run, sequential and 16 callers,
+# and the bytes on disk per variable; it writes its own section of docs/benchmarks.md.
+#
 # --quick: short cells and 1,000 sessions for memory (a ~20 s smoke test); it does not touch the
 # docs unless --write is given. A full run writes them unless --no-write is given.
 
-for file <- ~w(echo_floor measure workload memory targets report common one_cpu) do
+for file <- ~w(echo_floor measure workload memory targets report common one_cpu storage_pass) do
   Code.require_file("lib/#{file}.exs", __DIR__)
 end
 
@@ -40,6 +44,7 @@ defmodule Bench.Main do
   def main(argv) do
     case Common.options(argv) do
       %{one_cpu: true} = options -> Bench.OneCpu.run(options)
+      %{storage: true} = options -> Bench.StoragePass.run(options)
       options -> run(options)
     end
   end
