@@ -28,6 +28,7 @@ from sidecar import __version__, calls, codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import Clock
 from sidecar.config import StoreConfig
+from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
 from sidecar.replies import Replies
@@ -513,6 +514,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
                     time.sleep(0.0005)  # hand the lock over: Python's lock is not fair
 
     reader = ChunkReader(in_fd, spin_us=spin_us)
+    settler = GcSettler()
     timer = threading.Thread(target=cleanup_timer, name="cleanup-timer", daemon=True)
     timer.start()
     interval = sidecar.cleanup_interval_ms
@@ -525,6 +527,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
                 chunk = b""
             with lock:
                 writer.write(sidecar.handle_input(chunk))
+            settler.tick()  # after the replies are out
             if not chunk:
                 break
             if sidecar.cleanup_interval_ms != interval:
