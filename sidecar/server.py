@@ -254,7 +254,9 @@ class Sidecar:
         `{:error, {:storage_error, message}}` and their telemetry frames are dropped."""
         try:
             self.store.flush()
-        except StorageError as error:
+        except Exception as error:  # a StorageError; anything else is a defect, answered alike
+            if not isinstance(error, StorageError):
+                log.exception("flushing the chunk failed")
             served = set(self._served)
             reason = (A_STORAGE_ERROR, str(error))
             kept = []

@@ -329,3 +329,34 @@ def test_opening_reads_headers_only_and_each_session_on_first_use(tmp_path: Path
     assert [v[A("name")] for v in third.call("list_variables", "b")[1]] == [A("v"), A("w")]
     assert snapshot(third.storage) != held
     third.close()
+
+
+def test_a_term_the_file_cannot_hold_fails_its_own_call_not_the_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    before = snapshot(served.storage)
+    import sidecar.storage.sqlite as sqlite_module
+
+    real = sqlite_module.term_bytes
+
+    def refusing(term: Any) -> bytes:
+        if term == (A("p"), "poison") or term == "poison":
+            raise codec.EncodeError("this term has no external form")
+        return real(term)
+
+    monkeypatch.setattr(sqlite_module, "term_bytes", refusing)
+    frames = codec.encode_frame((A("call"), 7, A("update_variable"), ["s", A("t"), 0.9]))
+    frames += codec.encode_frame((A("call"), 8, A("store_program"), ["s", A("p"), "poison"]))
+    frames += codec.encode_frame((A("call"), 9, A("store_global_program"), ["g", "poison"]))
+    answers = {a[1]: a[2] for a in map(lambda f: codec.decode(f[4:]), served.sidecar.handle_input(frames)) if a[0] is A("reply")}
+    assert answers[7] is OK
+    for call_id in (8, 9):
+        assert answers[call_id][0] is ERROR and "no external form" in answers[call_id][1][1]
+    monkeypatch.undo()
+    served.close()
+    again = Served(tmp_path / "store.db")
+    assert again.call("get_variable_value", "s", A("t")) == 0.9
+    assert again.call("get_program", "s", A("p")) == (ERROR, A("not_found"))
+    assert snapshot(again.storage) != before
+    again.close()

@@ -108,7 +108,7 @@ _UPSERT_META = "INSERT INTO meta VALUES (?,?) ON CONFLICT(name) DO UPDATE SET va
 _HEADER, _COUNTERS, _VARIABLE, _INDEX, _PROGRAM, _GLOBAL = range(6)
 
 
-def _session_row(header: SessionRecord, seq: int) -> tuple:
+def _session_row(header: SessionRecord, seq: int, rest: bytes) -> tuple:
     return (
         id_bytes(header.id),
         seq,
@@ -119,7 +119,7 @@ def _session_row(header: SessionRecord, seq: int) -> tuple:
         header.variable_count,
         header.program_count,
         header.total_variable_updates,
-        term_bytes((header.last_worker_id, header.metadata)),
+        rest,
     )
 
 
@@ -187,6 +187,12 @@ class SqliteStorage(MemoryStorage):
         self._meta_dirty = False
         self._wipe = False
         self._variable_seqs: dict[SessionId, dict[str, int]] = {}
+        self._encoded_variables: dict[int, tuple[VariableRecord, bytes]] = {}
+        self._encoded_terms: dict[int, tuple[Any, bytes]] = {}
+        self._encoded_rests: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
+        """The bytes of what this chunk wrote, made when it was written (so a term that cannot
+        be stored fails its own call, which is undone, not the chunk's flush), by the identity
+        of the (immutable) record or entry, checked against it; emptied by each flush."""
         self._next_variable_seq = 1
         self._next_program_seq = 1
         self._program_seqs: dict[SessionId, dict[bytes, int]] = {}
@@ -292,11 +298,41 @@ class SqliteStorage(MemoryStorage):
         self._rewrite.clear()
         self._meta_dirty = False
         self._wipe = False
+        self._encoded_variables.clear()
+        self._encoded_terms.clear()
+        self._encoded_rests.clear()
+
+    def _variable_bytes(self, variable: VariableRecord) -> bytes:
+        entry = self._encoded_variables.get(id(variable))
+        if entry is not None and entry[0] is variable:
+            return entry[1]
+        data = variable_bytes(variable)
+        self._encoded_variables[id(variable)] = (variable, data)
+        return data
+
+    def _term_bytes(self, term: Any) -> bytes:
+        entry = self._encoded_terms.get(id(term))
+        if entry is not None and entry[0] is term:
+            return entry[1]
+        data = term_bytes(term)
+        self._encoded_terms[id(term)] = (term, data)
+        return data
+
+    def _rest_bytes(self, header: SessionRecord) -> bytes:
+        """A header's worker id and metadata as one term (they rarely change: cached by both)."""
+        key = (id(header.last_worker_id), id(header.metadata))
+        entry = self._encoded_rests.get(key)
+        if entry is not None and entry[0] is header.last_worker_id and entry[1] is header.metadata:
+            return entry[2]
+        data = term_bytes((header.last_worker_id, header.metadata))
+        self._encoded_rests[key] = (header.last_worker_id, header.metadata, data)
+        return data
 
     def insert_session(self, header: SessionRecord) -> tuple[SessionRecord, bool]:
         stored, inserted = super().insert_session(header)
         if inserted:
             self._marks[(_HEADER, header.id)] = None
+            self._rest_bytes(header)
         return stored, inserted
 
     def touch_session(self, session_id: SessionId, now: int) -> None:
@@ -310,6 +346,7 @@ class SqliteStorage(MemoryStorage):
         else:
             super().session_changed(session_id, now, variables, programs, updates, worker)
             self._marks[(_HEADER, session_id)] = None
+            self._rest_bytes(self.sessions[session_id].header)
 
     def delete_session(self, session_id: SessionId) -> bool:
         deleted = super().delete_session(session_id)
@@ -321,10 +358,18 @@ class SqliteStorage(MemoryStorage):
         replaced = super().replace_session(contents, expected_revision)
         if replaced:
             self._rewrite[contents.header.id] = None
+            self._rest_bytes(contents.header)
+            for variable in contents.variables:
+                self._variable_bytes(variable)
+            for entry in self.sessions[contents.header.id].programs.values():
+                self._term_bytes(entry)
+            for key in contents.index:
+                term_bytes(key)
         return replaced
 
     def put_variable(self, session_id: SessionId, variable: VariableRecord, index_key: Any) -> bool:
         new = super().put_variable(session_id, variable, index_key)
+        self._variable_bytes(variable)
         if new:  # a new id (or one deleted before) goes to the end of the order
             self._variable_seqs.setdefault(session_id, {})[variable.id] = self._next_variable_seq
             self._next_variable_seq += 1
@@ -351,6 +396,7 @@ class SqliteStorage(MemoryStorage):
     def put_program(self, session_id: SessionId, program_id: Any, data_term: Any) -> bool:
         new = super().put_program(session_id, program_id, data_term)
         key = program_key(program_id)
+        self._term_bytes(self.sessions[session_id].programs[key])
         if new:
             self._program_seqs.setdefault(session_id, {})[key] = self._next_program_seq
             self._next_program_seq += 1
@@ -359,6 +405,7 @@ class SqliteStorage(MemoryStorage):
 
     def put_global_program(self, program_id: SessionId, data: Any, stored_at: int) -> None:
         super().put_global_program(program_id, data, stored_at)
+        self._term_bytes(data)
         self._marks[(_GLOBAL, program_id)] = None
 
     def delete_global_program(self, program_id: SessionId) -> bool:
@@ -393,7 +440,7 @@ class SqliteStorage(MemoryStorage):
             db.execute("BEGIN")
             self._write_marked(db)
             db.execute("COMMIT")
-        except sqlite3.Error as error:
+        except Exception as error:  # sqlite3.Error, or a defect: either way the file did not take it
             self._recover(error)
         finally:
             self._forget_marks()
@@ -435,7 +482,7 @@ class SqliteStorage(MemoryStorage):
                 if entry is None:
                     gone_globals.append((raw,))
                 else:
-                    globals_.append((raw, entry[1], term_bytes(entry[0])))
+                    globals_.append((raw, entry[1], self._term_bytes(entry[0])))
                 continue
             session_id = mark[1]
             if session_id in rewrite:
@@ -450,14 +497,14 @@ class SqliteStorage(MemoryStorage):
                     (header.last_accessed, header.revision, header.variable_count, header.program_count, header.total_variable_updates, raw_session)
                 )
             elif kind == _HEADER:
-                headers.append(_session_row(data.header, data.seq))
+                headers.append(_session_row(data.header, data.seq, self._rest_bytes(data.header)))
             elif kind == _VARIABLE:
                 variable = data.variables.get(mark[2])
                 if variable is None:
                     gone_variables.append((raw_session, mark[2]))
                 else:
                     seq = self._variable_seqs[session_id][variable.id]
-                    variables.append((raw_session, variable.id, seq, variable_bytes(variable)))
+                    variables.append((raw_session, variable.id, seq, self._variable_bytes(variable)))
             elif kind == _INDEX:
                 variable_id = data.index.get(mark[2])
                 key = term_bytes(mark[2])
@@ -468,7 +515,7 @@ class SqliteStorage(MemoryStorage):
             elif kind == _PROGRAM:
                 program = data.programs.get(mark[2])
                 if program is not None:  # a program is never deleted on its own
-                    programs.append((raw_session, mark[2], self._program_seqs[session_id][mark[2]], term_bytes(program)))
+                    programs.append((raw_session, mark[2], self._program_seqs[session_id][mark[2]], self._term_bytes(program)))
         if headers:
             db.executemany(_UPSERT_SESSION, headers)
         if counters:
@@ -502,21 +549,21 @@ class SqliteStorage(MemoryStorage):
             self._variable_seqs.pop(session_id, None)
             self._program_seqs.pop(session_id, None)
             return
-        db.execute(_UPSERT_SESSION, _session_row(data.header, data.seq))
+        db.execute(_UPSERT_SESSION, _session_row(data.header, data.seq, self._rest_bytes(data.header)))
         variable_seqs = self._variable_seqs[session_id] = {}
         for variable in data.variables.values():
             variable_seqs[variable.id] = self._next_variable_seq
             self._next_variable_seq += 1
         db.executemany(
             _UPSERT_VARIABLE,
-            [(raw, variable.id, variable_seqs[variable.id], variable_bytes(variable)) for variable in data.variables.values()],
+            [(raw, variable.id, variable_seqs[variable.id], self._variable_bytes(variable)) for variable in data.variables.values()],
         )
         db.executemany(_UPSERT_INDEX, [(raw, term_bytes(key), variable_id) for key, variable_id in data.index.items()])
         program_seqs = self._program_seqs[session_id] = {}
         for key in data.programs:
             program_seqs[key] = self._next_program_seq
             self._next_program_seq += 1
-        db.executemany(_UPSERT_PROGRAM, [(raw, key, program_seqs[key], term_bytes(program)) for key, program in data.programs.items()])
+        db.executemany(_UPSERT_PROGRAM, [(raw, key, program_seqs[key], self._term_bytes(program)) for key, program in data.programs.items()])
 
     # lifecycle -----------------------------------------------------------------------------
 
