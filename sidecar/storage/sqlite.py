@@ -516,24 +516,19 @@ class SqliteStorage(MemoryStorage):
                 program = data.programs.get(mark[2])
                 if program is not None:  # a program is never deleted on its own
                     programs.append((raw_session, mark[2], self._program_seqs[session_id][mark[2]], self._term_bytes(program)))
-        if headers:
-            db.executemany(_UPSERT_SESSION, headers)
-        if counters:
-            db.executemany(_UPDATE_SESSION_COUNTERS, counters)
-        if gone_variables:
-            db.executemany("DELETE FROM variables WHERE session=? AND id=?", gone_variables)
-        if variables:
-            db.executemany(_UPSERT_VARIABLE, variables)
-        if gone_index:
-            db.executemany("DELETE FROM variable_index WHERE session=? AND key=?", gone_index)
-        if index:
-            db.executemany(_UPSERT_INDEX, index)
-        if programs:
-            db.executemany(_UPSERT_PROGRAM, programs)
-        if gone_globals:
-            db.executemany("DELETE FROM global_programs WHERE id=?", gone_globals)
-        if globals_:
-            db.executemany(_UPSERT_GLOBAL, globals_)
+        for statement, rows in (
+            (_UPSERT_SESSION, headers),
+            (_UPDATE_SESSION_COUNTERS, counters),
+            ("DELETE FROM variables WHERE session=? AND id=?", gone_variables),
+            (_UPSERT_VARIABLE, variables),
+            ("DELETE FROM variable_index WHERE session=? AND key=?", gone_index),
+            (_UPSERT_INDEX, index),
+            (_UPSERT_PROGRAM, programs),
+            ("DELETE FROM global_programs WHERE id=?", gone_globals),
+            (_UPSERT_GLOBAL, globals_),
+        ):
+            if rows:
+                db.executemany(statement, rows)
         if self._meta_dirty:
             meta: Iterable[tuple[str, int]] = [("variable_number", self.variable_number), *self.counter_values.items()]
             db.executemany(_UPSERT_META, meta)
