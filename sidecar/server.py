@@ -28,8 +28,9 @@ from sidecar import __version__, calls
 from sidecar.cli import SidecarOptions
 from sidecar.clock import Clock
 from sidecar.config import StoreConfig
+from sidecar.elixir_inspect import describe, describe_exception
 from sidecar.logframes import LogFrameHandler
-from sidecar.protocol import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
+from sidecar.protocol import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine, describe_event
 from sidecar.storage.memory import MemoryBackend
 from sidecar.store import SessionStore
 from sidecar.terms import Atom
@@ -134,6 +135,8 @@ class Sidecar:
                 return out
             chunk = chunk[consumed:]
         events = self.protocol.receive_data(chunk)
+        if not chunk and self.protocol.eof_inside_frame:  # fatal: the stream ends mid-frame
+            log.error("stdin ended inside a frame, exiting: %s", self.protocol.eof_inside_frame)
         self.last_chunk_frames += len(events)
         for event in events:
             try:
@@ -145,7 +148,7 @@ class Sidecar:
                     self._log_pending(out)
                     out.append(self.protocol.answer(event))
             except Exception:  # a defect here must not stop the other frames of the chunk
-                log.exception("failed to handle %r", event)
+                log.exception("failed to handle %s", describe_event(event))
         self._log_pending(out)
         return out
 
@@ -161,8 +164,8 @@ class Sidecar:
                 try:
                     result, events = dispatch(store, function, args)
                 except Exception as exc:
-                    log.exception("call %s (id %d) failed", function.name, call_id)
-                    result, events = (A_ERROR, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), ()
+                    log.exception("call %s (id %s) failed", function.name, describe(call_id, 40))
+                    result, events = (A_ERROR, (A_INTERNAL_ERROR, describe_exception(exc))), ()
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
@@ -170,7 +173,7 @@ class Sidecar:
                     self._telemetry(events, out)
                 out.append(reply(call_id, result))
             except Exception:  # a defect here must not stop the other frames of the chunk
-                log.exception("failed to handle %r", Call(call_id, function, args))
+                log.exception("failed to handle %s", describe_event(Call(call_id, function, args)))
 
     def _telemetry(self, events: Any, out: list[bytes]) -> None:
         for event, measurements, metadata in events:
