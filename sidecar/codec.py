@@ -967,16 +967,22 @@ def _fun_free_variables(term: Opaque) -> list:
 def term_depth(term: Any, cap: int | None = None) -> int:
     """The nesting depth of a native term, as decode and encode count it (module docstring).
 
-    Walks the term without recursion. With `cap`, stops as soon as the depth is known to be
-    over it and returns `cap + 1`, so `term_depth(t, n) > n` asks "deeper than n?" at the cost
-    of the levels up to n + 1 only along the deepest path found first (a flat term is walked
-    in full either way). A `terms.Encoded` counts as 0 (its bytes are not read)."""
+    With `cap`, stops as soon as the depth is known to be over it and returns `cap + 1`, so
+    `term_depth(t, n) > n` asks "deeper than n?" (the dispatch layer's check): a walk that
+    recurses at most `cap + 1` levels, for speed (scalars are skipped by a type test, only
+    containers cost a call). Without `cap`, an iterative walk that measures any depth. A
+    `terms.Encoded` counts as 0 (its bytes are not read)."""
     if type(term) in SCALAR_TYPES:
         return 0
+    if cap is not None:
+        try:
+            return _capped_depth(term, cap)
+        except _DeeperThanCap:
+            return cap + 1
     deepest = 0
     stack: list[tuple[Any, int]] = [(term, 0)]
     pop, push = stack.pop, stack.append
-    leaves = SCALAR_TYPES
+    scalars = SCALAR_TYPES
     while stack:
         item, level = pop()
         is_level, parts = _children(item)
@@ -984,13 +990,56 @@ def term_depth(term: Any, cap: int | None = None) -> int:
             level += 1
             if level > deepest:
                 deepest = level
-                if cap is not None and deepest > cap:
-                    return cap + 1
         if parts:
             for part in parts:
-                if type(part) not in leaves:
+                if type(part) not in scalars:
                     push((part, level))
     return deepest
+
+
+class _DeeperThanCap(Exception):
+    """Raised out of `_capped_depth` as soon as a container is met with no levels left."""
+
+
+def _capped_depth(term: Any, budget: int) -> int:
+    """The depth of `term` (not a scalar), or _DeeperThanCap when it is over `budget`."""
+    kind = type(term)
+    scalars = SCALAR_TYPES
+    deepest = 0
+    if kind is dict:
+        if budget <= 0:
+            raise _DeeperThanCap
+        for key, value in term.items():
+            if type(key) not in scalars:
+                depth = _capped_depth(key, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+            if type(value) not in scalars:
+                depth = _capped_depth(value, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+        return deepest + 1
+    if kind is list or kind is tuple:
+        if not term and kind is list:
+            return 0
+        if budget <= 0:
+            raise _DeeperThanCap
+        for part in term:
+            if type(part) not in scalars:
+                depth = _capped_depth(part, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+        return deepest + 1
+    is_level, parts = _children(term)  # wrappers, improper lists, funs, subclasses
+    inner = budget - 1 if is_level else budget
+    if is_level and budget <= 0:
+        raise _DeeperThanCap
+    for part in parts or ():
+        if type(part) not in scalars:
+            depth = _capped_depth(part, inner)
+            if depth > deepest:
+                deepest = depth
+    return deepest + 1 if is_level else deepest
 
 
 def _check_depth_for_decode(term: Any) -> Any:
