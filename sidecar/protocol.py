@@ -17,7 +17,8 @@ answers to them encode. Client terms are only ever printed through
 `elixir_inspect.inspect_prefix`/`describe` (bounded, iterative, big integers included), never
 through `repr` (CPython's int-to-string limit raises on a 4301-digit integer). A frame nested
 deeper than `codec.MAX_TERM_DEPTH` is answered with `{:term_too_deep, limit}` (to its call id
-when that can be read, else as a protocol error).
+when that can be read, else as a protocol error). A compressed term (tag 80) may inflate to at
+most `max_frame_bytes`, like an uncompressed one.
 """
 
 from __future__ import annotations
@@ -366,7 +367,9 @@ class ProtocolMachine:
         if call is not None:
             return Call(*call)
         try:
-            term = codec.decode(body)
+            # a compressed term may not inflate past the frame limit: compression must not buy
+            # a peer more than an uncompressed frame may hold
+            term = codec.decode(body, max_uncompressed_size=self.max_frame_bytes)
         except codec.DecodeTooDeep:
             call_id = _peek_id(body[:PEEK_BYTES])
             if call_id is not None:
