@@ -23,10 +23,13 @@ defmodule SnakepitSidecar.Connection do
   id, writes the frame (and records it, so a recording has the real order) and replies the same
   way.
 
-  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`).
-  On the direct path the caller waits with `receive ... after`; on the owner path this process
-  runs a timer from when it handles the request. Either way, when it expires the caller exits with
-  `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
+  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`),
+  counted from when the caller made the call, whichever path it takes. On the direct path the
+  caller waits with `receive ... after`; on the owner path it sends its deadline along, waits
+  for this process no longer than that (this process may be busy starting a new sidecar), and
+  this process answers a request whose deadline has passed with a timeout without sending it,
+  and runs a timer for the rest of it otherwise. Either way, when it expires the caller exits
+  with `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
   `GenServer.call/3` exits — its table entry is removed, and the reply, if it ever comes, is
   dropped (the alias is deactivated, so not even a stray message is left). A caller also exits
   at once if this process dies while it waits (it monitors it, as `GenServer.call/3` does).
@@ -179,18 +182,25 @@ defmodule SnakepitSidecar.Connection do
 
   defp request(server, function, args, timeout) do
     with pid when is_pid(pid) <- GenServer.whereis(server),
-         {port, table, ids, alive, call_timeout} <- :persistent_term.get({__MODULE__, pid}, nil),
-         1 <- :atomics.get(alive, 1) do
-      direct(
-        pid,
-        {port, table, ids, alive},
-        {server, function, args, timeout},
-        timeout || call_timeout
-      )
+         {port, table, ids, alive, call_timeout} <- :persistent_term.get({__MODULE__, pid}, nil) do
+      wait = timeout || call_timeout
+
+      if :atomics.get(alive, 1) == 1 do
+        direct(pid, {port, table, ids, alive}, {server, function, args, timeout}, wait)
+      else
+        # a restart is under way: the owner may be busy for a while, so the deadline goes along
+        via_owner(server, function, args, timeout, deadline(wait))
+      end
     else
-      _ -> via_owner(server, function, args, timeout)
+      _ -> via_owner(server, function, args, timeout, deadline(timeout))
     end
   end
+
+  # When a call's time runs out, in this node's monotonic milliseconds (nil: the owner's own
+  # `:call_timeout`, or never).
+  defp deadline(nil), do: nil
+  defp deadline(:infinity), do: nil
+  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
   # The caller registers itself and writes the frame; the owner only routes the reply back.
   defp direct(pid, {port, table, ids, alive}, {server, function, args, timeout} = context, wait) do
@@ -209,7 +219,7 @@ defmodule SnakepitSidecar.Connection do
     cond do
       not registered ->
         :erlang.demonitor(mref, [:flush])
-        via_owner(server, function, args, timeout)
+        via_owner(server, function, args, timeout, deadline(wait))
 
       # Checked after the insert: the owner clears `alive` before it fails the requests in
       # the table, so either it finds this entry or this caller sees the flag down.
@@ -227,7 +237,7 @@ defmodule SnakepitSidecar.Connection do
         case take(table, id) do
           [_] ->
             :erlang.demonitor(mref, [:flush])
-            via_owner(server, function, args, timeout)
+            via_owner(server, function, args, timeout, deadline(wait))
 
           [] ->
             # The owner took the entry: its answer (an exit) is on its way.
@@ -270,9 +280,18 @@ defmodule SnakepitSidecar.Connection do
     ArgumentError -> []
   end
 
-  defp via_owner(server, function, args, timeout) do
+  defp via_owner(server, function, args, timeout, nil) do
     unwrap(GenServer.call(server, {:call, function, args, timeout}, :infinity))
   catch
+    :exit, reason -> {:caller_exit, reason}
+  end
+
+  defp via_owner(server, function, args, timeout, deadline) do
+    wait = max(deadline - System.monotonic_time(:millisecond), 0)
+    unwrap(GenServer.call(server, {:call, function, args, timeout, deadline}, wait))
+  catch
+    # the owner did not get to it in time (starting a new sidecar): the call's own timeout
+    :exit, {:timeout, {GenServer, :call, _}} -> {:exit, :timeout}
     :exit, reason -> {:caller_exit, reason}
   end
 
@@ -319,16 +338,19 @@ defmodule SnakepitSidecar.Connection do
 
   @impl true
   def handle_call({:call, function, args, timeout}, from, state) do
-    id = :atomics.add_get(state.ids, 1, 1) - 1
-    send_frame(state, Protocol.encode_call(id, function, args))
+    case timeout || state.config.call_timeout do
+      :infinity -> send_request(function, args, from, nil, state)
+      ms -> send_request(function, args, from, ms, state)
+    end
+  end
 
-    timer =
-      case timeout || state.config.call_timeout do
-        :infinity -> nil
-        ms -> Process.send_after(self(), {:call_timeout, id}, ms)
-      end
-
-    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
+  # A request that carries its caller's deadline (it may have waited for a restart).
+  def handle_call({:call, function, args, _timeout, deadline}, from, state) do
+    case deadline - System.monotonic_time(:millisecond) do
+      # its caller has given up (or is about to): do not send what nobody waits for
+      left when left <= 0 -> {:reply, {:exit, :timeout}, state}
+      left -> send_request(function, args, from, left, state)
+    end
   end
 
   def handle_call(:info, _from, state) do
@@ -340,6 +362,13 @@ defmodule SnakepitSidecar.Connection do
     }
 
     {:reply, info, state}
+  end
+
+  defp send_request(function, args, from, wait, state) do
+    id = :atomics.add_get(state.ids, 1, 1) - 1
+    send_frame(state, Protocol.encode_call(id, function, args))
+    timer = if wait, do: Process.send_after(self(), {:call_timeout, id}, wait)
+    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
   end
 
   @impl true
