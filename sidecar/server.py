@@ -380,7 +380,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
     def cleanup_timer() -> None:
         while not stop.is_set():
             interval_changed.clear()
-            if interval_changed.wait(sidecar.cleanup_interval_ms / 1000):
+            if interval_changed.wait(cleanup_wait_seconds(sidecar.cleanup_interval_ms)):
                 continue  # a hello changed the interval: start counting again
             with lock:
                 if stop.is_set():
@@ -410,6 +410,16 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
             stop.set()
         interval_changed.set()
         reader.close()
+
+
+def cleanup_wait_seconds(interval_ms: int) -> float:
+    """How long the timer waits for `interval_ms`: capped at what `Event.wait` accepts (a hello's
+    `cleanup_interval` may be any positive integer; 2**64 ms made the wait raise OverflowError
+    and ended the timer thread, so no cleanup ever ran again)."""
+    return min(interval_ms, _MAX_WAIT_MS) / 1000
+
+
+_MAX_WAIT_MS = int(threading.TIMEOUT_MAX) * 1000 // 2  # ~146 years: never, in practice
 
 
 def take_over_stdout() -> int:

@@ -142,3 +142,17 @@ def test_log_frames_of_failures_name_the_call_without_raising(monkeypatch: pytes
     assert frame[0] is A("log") and frame[1] is A("error")
     assert frame[2].startswith("failed to handle call :ping (id 3980276840337966592")
     assert handler.dropped == 0
+
+
+def test_a_huge_cleanup_interval_does_not_end_the_cleanup_timer() -> None:
+    # a hello's cleanup_interval may be any positive integer; the timer waits on an Event, whose
+    # wait is a lock acquire with a timeout: an unlocked lock's acquire checks the timeout and
+    # returns at once (2**64 ms raised OverflowError there, and the timer thread ended)
+    import threading
+
+    from sidecar.server import cleanup_wait_seconds
+
+    for interval in (1, 60_000, 2**31, 2**64, HUGE):
+        assert threading.Lock().acquire(True, cleanup_wait_seconds(interval)) is True
+    assert cleanup_wait_seconds(60_000) == 60.0
+    assert cleanup_wait_seconds(2**64) == cleanup_wait_seconds(HUGE) > 100 * 365 * 86400
