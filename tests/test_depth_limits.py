@@ -311,7 +311,7 @@ def client(request: pytest.FixtureRequest) -> Iterator[Any]:
         yield FrameClient(compact=request.param == "frames-compact")
 
 
-def send_raw_call(client: Any, function: str, args_etf: bytes) -> Any:  # noqa: F811
+def send_raw_call(client: Any, function: str, args_etf: bytes) -> Any:
     """Send `{:call, 999, function, args}` with the argument list's ETF written by hand (for a
     term the encoder itself would refuse); return the reply's result."""
     name = function.encode()
@@ -364,7 +364,10 @@ def variable_reads(client: Any, sid: str, name: Atom) -> list[dict]:
     """The variable as every read path gives it (all must agree on its fields)."""
     status, session = client.call("get_session", sid)
     assert status is OK
-    named = lambda v: v[A("name")] in (name, name.name)  # noqa: E731 - imported names are binaries
+
+    def named(variable: dict) -> bool:  # imported variables have binary names
+        return variable[A("name")] in (name, name.name)
+
     seen = [v for v in session[A("variables")].values() if named(v)]
     status, single = client.call("get_variable", sid, name)
     assert status is OK
