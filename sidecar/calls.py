@@ -6,11 +6,16 @@ and returns `(result_term, events)`. It never raises for anything a client can s
     unknown function          {:error, {:unknown_call, name}}
     wrong number of args      {:error, {:bad_arity, name, given, accepted}}
     argument of wrong type    {:error, {:bad_argument, name, position, expected}}  (1-based)
+    a term that, stored, could not be read back (nested too deep for the reply carrying it)
+                              {:error, {:term_too_deep, name, path, max_depth}}  (sidecar.nesting)
     storage failure           {:error, {:storage_error, message}}  (logged)
     a defect in the store     {:error, {:internal_error, message}}  (logged)
 
 except `storage.base.Conflict`, which it lets through: the unit of work around the call
 (`SessionStore.transact`) runs the call again.
+
+The nesting check runs after the argument checks and before the store: a refused write
+changes nothing. Which arguments are stored where is the `stored` of each `Param` below.
 
 Argument checks only refuse what the original's function heads refused (a session function
 given a non-binary id, a name that is not an atom or binary, ...). Where the contract defines
@@ -25,6 +30,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import nesting
+from .elixir_inspect import describe_exception
+from .nesting import At, MapsAt, OptionsAt, ValuesAt
 from .storage.base import Conflict, StorageError
 from .structs import is_binary, is_integer
 from .terms import Atom, is_identifier
@@ -125,6 +133,9 @@ def options(term: Any) -> dict:
 class Param:
     check: Callable[[Any], Any]
     default: Any = _NO_DEFAULT
+    stored: Optional[nesting.Stored] = None
+    """Where the argument (or parts of it) is stored and read back (`sidecar.nesting`); None
+    when nothing of it is, or when it comes back no deeper than it was sent."""
 
 
 @dataclass(frozen=True)
@@ -144,45 +155,74 @@ def _spec(method: str, *params: Param, test_only: bool = False) -> CallSpec:
 
 
 P = Param
+A = Atom
+_SESSION_OPTIONS = OptionsAt(
+    ((A("metadata"), nesting.SESSION_FIELD), (A("programs"), nesting.SESSION_FIELD), (A("last_worker_id"), nesting.SESSION_FIELD))
+)
+_VARIABLE_OPTIONS = OptionsAt(
+    (
+        (A("constraints"), nesting.VARIABLE_FIELD),
+        (A("metadata"), nesting.VARIABLE_FIELD),
+        (A("description"), nesting.VARIABLE_METADATA_VALUE),
+    )
+)
+_UPDATE_OPTIONS = OptionsAt(((A("metadata"), nesting.VARIABLE_FIELD),))
+_PROGRAM = At(nesting.SESSION_PROGRAM)
+_VARIABLE_FIELD = At(nesting.VARIABLE_FIELD)
+_OPTIMIZER = At(nesting.OPTIMIZATION_STATUS_VALUE)
 CALLS: dict[Atom, CallSpec] = {
     Atom(name): spec
     for name, spec in {
         # sessions (create_session / store_worker_session validate their id themselves)
-        "create_session": _spec("create_session", P(any_term), P(options, {})),
+        "create_session": _spec("create_session", P(any_term), P(options, {}, _SESSION_OPTIONS)),
         "get_session": _spec("get_session", P(binary)),
         "delete_session": _spec("delete_session", P(binary)),
         "session_exists?": _spec("session_exists", P(binary)),
         "list_sessions": _spec("list_sessions"),
         "cleanup_expired_sessions": _spec("cleanup_expired_sessions"),
         "get_stats": _spec("get_stats"),
-        "store_worker_session": _spec("store_worker_session", P(any_term), P(any_term)),
+        "store_worker_session": _spec("store_worker_session", P(any_term), P(any_term, stored=At(nesting.SESSION_FIELD))),
         "fetch_session_for_update": _spec("fetch_session_for_update", P(binary)),
         "put_session_if": _spec("put_session_if", P(binary), P(integer), P(any_term)),
         # programs
         "store_global_program": _spec("store_global_program", P(binary), P(any_term)),
         "get_global_program": _spec("get_global_program", P(binary)),
         "delete_global_program": _spec("delete_global_program", P(binary)),
-        "store_program": _spec("store_program", P(any_term), P(any_term), P(any_term)),
-        "update_program": _spec("update_program", P(any_term), P(any_term), P(any_term)),
+        "store_program": _spec("store_program", P(any_term), P(any_term, stored=_PROGRAM), P(any_term, stored=_PROGRAM)),
+        "update_program": _spec("update_program", P(any_term), P(any_term, stored=_PROGRAM), P(any_term, stored=_PROGRAM)),
         "get_program": _spec("get_program", P(any_term), P(any_term)),
         # variables
         "register_variable": _spec(
-            "register_variable", P(any_term), P(identifier), P(any_term), P(any_term), P(options, {})
+            "register_variable",
+            P(any_term),
+            P(identifier),
+            P(any_term, stored=At(nesting.ERROR_DETAIL)),  # echoed in {:unknown_type, type}
+            P(any_term, stored=_VARIABLE_FIELD),
+            P(options, {}, _VARIABLE_OPTIONS),
         ),
         "get_variable": _spec("get_variable", P(any_term), P(identifier)),
         # "the value, or default on any error": no argument can be wrong here
         "get_variable_value": _spec("get_variable_value", P(any_term), P(any_term), P(any_term, None)),
-        "update_variable": _spec("update_variable", P(any_term), P(identifier), P(any_term), P(a_map, {})),
+        "update_variable": _spec(
+            "update_variable", P(any_term), P(identifier), P(any_term, stored=_VARIABLE_FIELD), P(a_map, {}, _VARIABLE_FIELD)
+        ),
         "delete_variable": _spec("delete_variable", P(any_term), P(identifier)),
         # a boolean question: anything that is not a variable is simply not there
         "has_variable?": _spec("has_variable", P(any_term), P(any_term)),
         "list_variables": _spec("list_variables", P(any_term), P(binary, None)),
         "get_variables": _spec("get_variables", P(any_term), P(identifier_list)),
-        "update_variables": _spec("update_variables", P(any_term), P(identifier_keyed_map), P(options, {})),
+        "update_variables": _spec(
+            "update_variables",
+            P(any_term),
+            P(identifier_keyed_map, stored=ValuesAt(nesting.VARIABLE_FIELD)),
+            P(options, {}, _UPDATE_OPTIONS),
+        ),
         "export_variables": _spec("export_variables", P(any_term)),
-        "import_variables": _spec("import_variables", P(any_term), P(a_list)),
+        "import_variables": _spec("import_variables", P(any_term), P(a_list, stored=MapsAt(nesting.VARIABLE_FIELD))),
         # extensions
-        "start_optimization": _spec("start_optimization", P(any_term), P(identifier), P(any_term), P(any_term)),
+        "start_optimization": _spec(
+            "start_optimization", P(any_term), P(identifier), P(any_term, stored=_OPTIMIZER), P(any_term, stored=_OPTIMIZER)
+        ),
         "end_optimization": _spec("end_optimization", P(any_term), P(identifier)),
         "ping": _spec("ping"),
         "run_cleanup": _spec("run_cleanup"),
@@ -232,6 +272,11 @@ def _dispatch_checked(store: Any, name: Any, args: Any) -> tuple[Any, Any]:
             call_args.append(param.check(args[position - 1]))
         except BadArgument as bad:
             return _error((A_BAD_ARGUMENT, name, position, bad.expected)), []
+    for position, param in enumerate(spec.params[: len(args)], start=1):
+        if param.stored is not None:
+            reason = param.stored.reason(name, position, call_args[position - 1])
+            if reason is not None:
+                return _error(reason), []
     return _run(store, name, spec.method, call_args)
 
 
@@ -252,7 +297,7 @@ def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
         log.error("call %s: storage failed: %s", name.name, exc)
         return _error((A_STORAGE_ERROR, str(exc))), []
     log.exception("call %s failed", name.name)
-    return _error((A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")), []
+    return _error((A_INTERNAL_ERROR, describe_exception(exc))), []
 
 
 # per-call fast path --------------------------------------------------------------------------
@@ -267,7 +312,9 @@ def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
 # `dataclasses` writes its methods): unpacking the argument list, one `try` per checked
 # argument, one attribute call. `identifier` and `binary` checks take the exact-type answer
 # for a str or an Atom first and call the check itself for anything else (same result: both
-# checks return the argument unchanged or raise BadArgument).
+# checks return the argument unchanged or raise BadArgument). Then the nesting checks of the
+# given arguments that are stored (`Param.stored`), in position order, each behind a test
+# that skips it for what cannot be too deep: a scalar for an `At`, an empty map or list else.
 
 _QUICK_TYPES = {identifier: "type({a}) is str or type({a}) is Atom", binary: "type({a}) is str"}
 
@@ -284,6 +331,7 @@ def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list]
         "Conflict": Conflict,
         "A_BAD_ARGUMENT": A_BAD_ARGUMENT,
         "Atom": Atom,
+        "SCALAR_TYPES": nesting.SCALAR_TYPES,
     }
     given = [f"a{position}" for position in range(1, arity + 1)]
     lines = ["def run(store, args):"]
@@ -305,6 +353,18 @@ def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list]
             f"{indent}    {variable} = check{position}({variable})",
             f"{indent}except BadArgument as bad:",
             f"{indent}    return _error((A_BAD_ARGUMENT, name, {position}, bad.expected)), []",
+        ]
+    for position, param in enumerate(spec.params[:arity], start=1):
+        if param.stored is None:
+            continue
+        variable = f"a{position}"
+        namespace[f"stored{position}"] = param.stored
+        worth = f"type({variable}) not in SCALAR_TYPES" if isinstance(param.stored, At) else variable
+        lines += [
+            f"    if {worth}:",
+            f"        reason = stored{position}.reason(name, {position}, {variable})",
+            "        if reason is not None:",
+            "            return _error(reason), []",
         ]
     defaults = []
     for position, param in enumerate(spec.params[arity:], start=arity + 1):

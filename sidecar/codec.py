@@ -27,6 +27,16 @@ Malformed input of any kind raises `DecodeError` (a ValueError); a Python object
 Elixir form (or a NaN/infinite float, an atom over 255 characters) raises `EncodeError` (a
 TypeError). Nothing else escapes for bad bytes.
 
+Nesting depth: one limit, `MAX_TERM_DEPTH`, for both directions. A term's depth is the number
+of containers on its deepest path: every tuple, map, non-empty list (a STRING_EXT too) and
+improper list is one level, and so is a fun with free variables; scalars, binaries, pids and
+`[]` are 0 (`term_depth`). `decode` refuses a term deeper than the limit with `DecodeTooDeep`
+(before the Python stack is at risk: the decoder counts levels as it goes), `encode` refuses one
+with `EncodeTooDeep`, so whatever decodes also encodes, and the other way round. A
+`terms.Encoded` is written verbatim and not counted: whoever builds one from a stored term must
+make sure the whole reply stays within the limit (`sidecar.calls` refuses writes that could
+not, docs/protocol.md).
+
 Decoding follows what `:erlang.binary_to_term/1` accepts: non-finite floats, duplicate map
 keys, atoms over 255 characters and atom cache references are rejected; a LIST_EXT whose tail
 is a list is flattened into one proper list; the unused low bits of a bitstring are zeroed.
@@ -53,7 +63,12 @@ from .terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaq
 __all__ = [
     "DecodeError",
     "EncodeError",
+    "DecodeTooDeep",
+    "EncodeTooDeep",
+    "MAX_TERM_DEPTH",
     "MAX_UNCOMPRESSED_SIZE",
+    "SCALAR_TYPES",
+    "term_depth",
     "decode",
     "encode",
     "encode_frame",
@@ -73,6 +88,28 @@ class DecodeError(ValueError):
 
 class EncodeError(TypeError):
     """The Python object has no Elixir form that the BEAM can decode."""
+
+
+#: The deepest nesting decode and encode accept (see the module docstring for what counts).
+#: Why 128: every recursive walker of terms in the sidecar (decode, encode, inspect, term
+#: equality, hashable keys, deep copies) takes one to three Python frames per level, and 128
+#: levels at three frames stay far inside CPython's default recursion limit of 1000 whatever
+#: the stack already holds. Real SessionStore data (metadata, program data, tensors) nests a
+#: handful of levels; the ETS original had no limit, but the BEAM can always send more than a
+#: Python process can walk, so there has to be one, and it is written down (docs/protocol.md).
+MAX_TERM_DEPTH = 128
+
+
+class DecodeTooDeep(DecodeError):
+    """The term nests deeper than MAX_TERM_DEPTH levels."""
+
+
+class EncodeTooDeep(EncodeError):
+    """The term nests deeper than MAX_TERM_DEPTH levels."""
+
+
+def _too_deep() -> DecodeTooDeep:
+    return DecodeTooDeep(f"term nested deeper than {MAX_TERM_DEPTH} levels")
 
 
 #: Default bound on the uncompressed size of a compressed term (zip-bomb guard).
@@ -202,6 +239,20 @@ def _strictly_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _describe(term: Any) -> str:
+    """A term in an error message: its inspect output, cut short (never `repr`: CPython refuses
+    to print an integer of more than 4300 digits, and the message must not raise)."""
+    from .elixir_inspect import describe  # the printer sits above the codec; errors only
+
+    return describe(term, 80)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    from .elixir_inspect import describe_exception
+
+    return describe_exception(exc)
+
+
 def _insert_distinct(mapping: dict, key: Any, value: Any) -> None:
     """Add `key => value`, wrapping `key` in StrictKey if Python would merge it with another."""
     if key not in mapping:
@@ -209,10 +260,10 @@ def _insert_distinct(mapping: dict, key: Any, value: Any) -> None:
         return
     existing = next(k for k in mapping if k == key)
     if _strictly_equal(existing, key):
-        raise DecodeError(f"duplicate map key {key!r}")
+        raise DecodeError(f"duplicate map key {_describe(key)}")
     strict = StrictKey(key)
     if strict in mapping:
-        raise DecodeError(f"map keys that cannot be kept apart: {key!r}")
+        raise DecodeError(f"map keys that cannot be kept apart: {_describe(key)}")
     mapping[strict] = value
 
 
@@ -223,7 +274,11 @@ _KEY_NEEDS_WRAP = frozenset((list, dict, tuple))
 # Fast decoder
 # ---------------------------------------------------------------------------------------------
 
-# full atom encoding (tag + length + name bytes) -> native term
+# full atom encoding (tag + length + name bytes) -> native term. Bounded: when it holds
+# _ATOM_CACHE_LIMIT entries it is emptied, so a flood of distinct atom names (a peer can send
+# millions in one frame) costs memory only until the next reset, and the atoms a peer keeps
+# using are learnt again at their next use. The encoder's `_ATOM_ENCODINGS` works the same way.
+# With `terms.Atom`'s weak interning, an atom nothing refers to any more is then freed.
 _ATOM_TERMS: dict[bytes, Any] = {}
 _ATOM_CACHE_LIMIT = 65536
 
@@ -239,16 +294,16 @@ def decode(data: bytes | bytearray | memoryview, *, max_uncompressed_size: int =
             raise DecodeError("not an external term (no version byte 131)")
         if data[1] == COMPRESSED:
             return _decode_compressed(data, max_uncompressed_size)
-        term, end = _dec(data, 1)
+        term, end = _dec(data, 1, 0)
         if end != len(data):
             raise DecodeError(f"{len(data) - end} trailing bytes after the term")
         return term
     except DecodeError:
         raise
-    except RecursionError as exc:
-        raise DecodeError("term nested too deeply") from exc
+    except RecursionError as exc:  # only when called on an already deep stack
+        raise _too_deep() from exc
     except Exception as exc:  # IndexError, struct.error, UnicodeDecodeError, MemoryError, ...
-        raise DecodeError(f"malformed external term ({type(exc).__name__}: {exc})") from exc
+        raise DecodeError(f"malformed external term ({_describe_exception(exc)})") from exc
 
 
 def _inflate(data: bytes, limit: int) -> bytes:
@@ -272,7 +327,7 @@ def _inflate(data: bytes, limit: int) -> bytes:
 
 def _decode_compressed(data: bytes, limit: int) -> Any:
     inner = _inflate(data, limit)
-    term, end = _dec(inner, 0)
+    term, end = _dec(inner, 0, 0)
     if end != len(inner):
         raise DecodeError("trailing bytes inside compressed term")
     return term
@@ -282,8 +337,11 @@ def _truncated() -> DecodeError:
     return DecodeError("truncated external term")
 
 
-def _dec(data: bytes, i: int) -> tuple[Any, int]:
-    """Decode the term whose tag is at `data[i]`; return it and the index after it."""
+def _dec(data: bytes, i: int, level: int = 0) -> tuple[Any, int]:
+    """Decode the term whose tag is at `data[i]`; return it and the index after it.
+
+    `level` is how many containers enclose the term: a container met at MAX_TERM_DEPTH raises
+    DecodeTooDeep (its contents are decoded at `level + 1`)."""
     tag = data[i]
     if tag == BINARY_EXT:
         start = i + 5
@@ -310,6 +368,9 @@ def _dec(data: bytes, i: int) -> tuple[Any, int]:
     if tag == SMALL_INTEGER_EXT:
         return data[i + 1], i + 2
     if tag == MAP_EXT:
+        if level >= MAX_TERM_DEPTH:
+            raise _too_deep()
+        level += 1
         count = _unpack_I(data, i + 1)[0]
         start = i = i + 5
         if count > (len(data) - i) >> 1:
@@ -327,37 +388,43 @@ def _dec(data: bytes, i: int) -> tuple[Any, int]:
                     key = _learn_atom(data, i, end)
                 i = end
             else:
-                key, i = _dec(data, i)
+                key, i = _dec(data, i, level)
                 if type(key) in _KEY_NEEDS_WRAP:
                     key = hashable_key(key)
-            mapping[key], i = _dec(data, i)
+            mapping[key], i = _dec(data, i, level)
         if len(mapping) != count:
-            return _dec_map_distinct(data, start, count)
+            return _dec_map_distinct(data, start, count, level)
         return mapping, i
     if tag == SMALL_TUPLE_EXT:
+        if level >= MAX_TERM_DEPTH:
+            raise _too_deep()
+        level += 1
         arity = data[i + 1]
         i += 2
         if arity == 2:
-            first, i = _dec(data, i)
-            second, i = _dec(data, i)
+            first, i = _dec(data, i, level)
+            second, i = _dec(data, i, level)
             return (first, second), i
         items = [None] * arity
         for n in range(arity):
-            items[n], i = _dec(data, i)
+            items[n], i = _dec(data, i, level)
         return tuple(items), i
     if tag == NIL_EXT:
         return [], i + 1
     if tag == LIST_EXT:
+        if level >= MAX_TERM_DEPTH:
+            raise _too_deep()
+        level += 1
         length = _unpack_I(data, i + 1)[0]
         i += 5
         if length > len(data) - i:
             raise _truncated()
         items = [None] * length
         for n in range(length):
-            items[n], i = _dec(data, i)
+            items[n], i = _dec(data, i, level)
         if data[i] == NIL_EXT:
             return items, i + 1
-        tail, i = _dec(data, i)
+        tail, i = _dec(data, i, level)
         return _improper(items, tail), i
     if tag == INTEGER_EXT:
         return _unpack_i(data, i + 1)[0], i + 5
@@ -370,6 +437,8 @@ def _dec(data: bytes, i: int) -> tuple[Any, int]:
         end = i + 3 + ((data[i + 1] << 8) | data[i + 2])
         if end > len(data):
             raise _truncated()
+        if level >= MAX_TERM_DEPTH and end > i + 3:  # a non-empty list: one level
+            raise _too_deep()
         return list(data[i + 3 : end]), end
     if tag == SMALL_BIG_EXT:
         end = i + 3 + data[i + 1]
@@ -383,7 +452,7 @@ def _dec(data: bytes, i: int) -> tuple[Any, int]:
         if term is _MISSING:
             term = _learn_atom(data, i, end)
         return term, end
-    return _dec_rare(data, i, tag)
+    return _dec_rare(data, i, tag, level)
 
 
 def _learn_atom(data: bytes, start: int, end: int) -> Any:
@@ -401,17 +470,19 @@ def _learn_atom(data: bytes, start: int, end: int) -> Any:
     else:
         name = raw.decode("latin-1")
     term = _atom_term(name)
-    if len(_ATOM_TERMS) < _ATOM_CACHE_LIMIT:
-        _ATOM_TERMS[data[start:end]] = term
+    if len(_ATOM_TERMS) >= _ATOM_CACHE_LIMIT:
+        _ATOM_TERMS.clear()
+    _ATOM_TERMS[data[start:end]] = term
     return term
 
 
-def _dec_map_distinct(data: bytes, i: int, count: int) -> tuple[dict, int]:
-    """Slow path for a map whose keys collide in a Python dict: keep them apart or reject."""
+def _dec_map_distinct(data: bytes, i: int, count: int, level: int) -> tuple[dict, int]:
+    """Slow path for a map whose keys collide in a Python dict: keep them apart or reject.
+    `level` is the level of the map's keys and values."""
     mapping: dict = {}
     for _ in range(count):
-        key, i = _dec(data, i)
-        value, i = _dec(data, i)
+        key, i = _dec(data, i, level)
+        value, i = _dec(data, i, level)
         if type(key) in _KEY_NEEDS_WRAP:
             key = hashable_key(key)
         _insert_distinct(mapping, key, value)
@@ -436,16 +507,18 @@ def _opaque(kind: str, data: bytes, start: int, end: int) -> tuple[Opaque, int]:
     return Opaque(kind, data[start:end]), end
 
 
-def _dec_rare(data: bytes, i: int, tag: int) -> tuple[Any, int]:
+def _dec_rare(data: bytes, i: int, tag: int, level: int) -> tuple[Any, int]:
     """Tags that rarely or never occur in SessionStore traffic."""
     if tag == LARGE_TUPLE_EXT:
+        if level >= MAX_TERM_DEPTH:
+            raise _too_deep()
         arity = _unpack_I(data, i + 1)[0]
         i += 5
         if arity > len(data) - i:
             raise _truncated()
         items = [None] * arity
         for n in range(arity):
-            items[n], i = _dec(data, i)
+            items[n], i = _dec(data, i, level + 1)
         return tuple(items), i
     if tag == LARGE_BIG_EXT:
         end = i + 6 + _unpack_I(data, i + 1)[0]
@@ -492,7 +565,7 @@ def _dec_rare(data: bytes, i: int, tag: int) -> tuple[Any, int]:
             raise DecodeError("export arity must be a small integer")
         return _opaque("fun", data, i, j + 2)
     if tag == NEW_FUN_EXT:
-        return _dec_new_fun(data, i)
+        return _dec_new_fun(data, i, level)[:2]
     if tag == COMPRESSED:
         raise DecodeError("a compressed term may only appear at the top level")
     if tag == ATOM_CACHE_REF:
@@ -500,13 +573,17 @@ def _dec_rare(data: bytes, i: int, tag: int) -> tuple[Any, int]:
     raise DecodeError(f"unknown or unsupported tag {tag}")
 
 
-def _dec_new_fun(data: bytes, i: int) -> tuple[Opaque, int]:
-    """NEW_FUN_EXT: Size Arity Uniq(16) Index NumFree Module OldIndex OldUniq Pid FreeVars."""
+def _dec_new_fun(data: bytes, i: int, level: int) -> tuple[Opaque, int, list]:
+    """NEW_FUN_EXT: Size Arity Uniq(16) Index NumFree Module OldIndex OldUniq Pid FreeVars.
+    Returns the fun, the index after it and its free variables (a fun with free variables is
+    one level: they are decoded at `level + 1`)."""
     size = _unpack_I(data, i + 1)[0]
     end = i + 1 + size
     if size < 29 or end > len(data):
         raise _truncated()
     free_count = _unpack_I(data, i + 26)[0]
+    if free_count and level >= MAX_TERM_DEPTH:
+        raise _too_deep()
     _, j = _dec_atom_at(data, i + 30)
     _, j = _dec_int_at(data, j)
     _, j = _dec_int_at(data, j)
@@ -515,11 +592,12 @@ def _dec_new_fun(data: bytes, i: int) -> tuple[Opaque, int]:
     _, j = _dec(data, j)
     if free_count > end - j:
         raise _truncated()
-    for _ in range(free_count):
-        _, j = _dec(data, j)
+    free = [None] * free_count
+    for n in range(free_count):
+        free[n], j = _dec(data, j, level + 1)
     if j != end:
         raise DecodeError("NEW_FUN_EXT size does not match its contents")
-    return Opaque("fun", data[i:end]), end
+    return Opaque("fun", data[i:end]), end, free
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,8 +620,8 @@ _ENCODER_FAILURES = (RecursionError, UnicodeEncodeError, OverflowError, struct.e
 
 
 def _encode_error(exc: Exception) -> EncodeError:
-    if isinstance(exc, RecursionError):
-        return EncodeError("term nested too deeply")
+    if isinstance(exc, RecursionError):  # only when called on an already deep stack
+        return _encode_too_deep()
     if isinstance(exc, UnicodeEncodeError):
         return EncodeError(f"string is not encodable as UTF-8: {exc}")
     return EncodeError(f"term too large for the external term format: {exc}")
@@ -553,7 +631,7 @@ def encode(term: Any) -> bytes:
     """Encode a native term as ETF (with the 131 version byte). Raises EncodeError."""
     chunks: list[bytes] = [b"\x83"]
     try:
-        _enc(term, chunks.append)
+        _enc(term, chunks.append, 0)
     except _ENCODER_FAILURES as exc:
         raise _encode_error(exc) from exc
     return b"".join(chunks)
@@ -638,7 +716,7 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
                     if type(key) is Atom:
                         put(_ATOM_ENCODINGS.get(key) or _atom_encoding(key))
                     else:
-                        _enc(key, put)
+                        _enc(key, put, 2)
                     value_kind = type(value)
                     if value_kind is int and 0 <= value <= 255:
                         put(_SMALL_INTS[value])
@@ -651,7 +729,7 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
                     elif value_kind is bool:
                         put(_TRUE_ATOM if value else _FALSE_ATOM)
                     else:
-                        _enc(value, put)
+                        _enc(value, put, 2)
             elif kind is tuple and len(item) == 2 and type(item[0]) is Atom:
                 first, second = item
                 put(_TUPLE2)
@@ -661,9 +739,9 @@ def encode_tagged_frame(head: bytes, *items: Any) -> bytes:
                 elif type(second) is Atom:
                     put(_ATOM_ENCODINGS.get(second) or _atom_encoding(second))
                 else:
-                    _enc(second, put)
+                    _enc(second, put, 2)
             else:
-                _enc(item, put)
+                _enc(item, put, 1)
     except _ENCODER_FAILURES as exc:
         raise _encode_error(exc) from exc
     payload = b"".join(chunks)
@@ -684,6 +762,8 @@ def _atom_encoding(atom: Atom) -> bytes:
         encoded = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw
     else:
         encoded = _pack_BH(ATOM_UTF8_EXT, len(raw)) + raw
+    if len(_ATOM_ENCODINGS) >= _ATOM_CACHE_LIMIT:
+        _ATOM_ENCODINGS.clear()
     _ATOM_ENCODINGS[atom] = encoded
     return encoded
 
@@ -698,7 +778,12 @@ def _big_encoding(value: int) -> bytes:
     return _pack_BIB(LARGE_BIG_EXT, size, sign) + digits
 
 
-def _enc(term: Any, put: Callable[[bytes], None]) -> None:
+def _encode_too_deep() -> EncodeTooDeep:
+    return EncodeTooDeep(f"term nested deeper than {MAX_TERM_DEPTH} levels")
+
+
+def _enc(term: Any, put: Callable[[bytes], None], level: int) -> None:
+    """Write `term`, enclosed by `level` containers (a container at MAX_TERM_DEPTH raises)."""
     kind = type(term)
     if kind is str:
         raw = term.encode()
@@ -707,16 +792,19 @@ def _enc(term: Any, put: Callable[[bytes], None]) -> None:
     elif kind is Atom:
         put(_ATOM_ENCODINGS.get(term) or _atom_encoding(term))
     elif kind is dict:
+        if level >= MAX_TERM_DEPTH:
+            raise _encode_too_deep()
+        level += 1
         put(_pack_BI(MAP_EXT, len(term)))
         for key, value in term.items():
             if type(key) is Atom:  # inline: most keys are atoms
                 put(_ATOM_ENCODINGS.get(key) or _atom_encoding(key))
             else:
-                _enc(key, put)
+                _enc(key, put, level)
             if type(value) is Encoded:  # inline: cached variable structs (get_variables)
                 put(value.etf)
             else:
-                _enc(value, put)
+                _enc(value, put, level)
     elif kind is int:
         if 0 <= term <= 255:
             put(_SMALL_INTS[term])
@@ -727,9 +815,9 @@ def _enc(term: Any, put: Callable[[bytes], None]) -> None:
     elif term is None:
         put(_NIL_ATOM)
     elif kind is tuple:
-        _enc_tuple(term, put)
+        _enc_tuple(term, put, level)
     elif kind is list:
-        _enc_list(term, put)
+        _enc_list(term, put, level)
     elif kind is float:
         if term - term != 0.0:
             raise EncodeError(f"the BEAM has no float {term!r}")
@@ -740,21 +828,25 @@ def _enc(term: Any, put: Callable[[bytes], None]) -> None:
         put(_pack_BI(BINARY_EXT, len(term)))
         put(term)
     else:
-        _enc_other(term, put)
+        _enc_other(term, put, level)
 
 
-def _enc_tuple(term: tuple, put: Callable[[bytes], None]) -> None:
+def _enc_tuple(term: tuple, put: Callable[[bytes], None], level: int) -> None:
+    if level >= MAX_TERM_DEPTH:
+        raise _encode_too_deep()
     arity = len(term)
     put(bytes((SMALL_TUPLE_EXT, arity)) if arity <= 255 else _pack_BI(LARGE_TUPLE_EXT, arity))
     for item in term:
-        _enc(item, put)
+        _enc(item, put, level + 1)
 
 
-def _enc_list(term: list | tuple, put: Callable[[bytes], None]) -> None:
+def _enc_list(term: list | tuple, put: Callable[[bytes], None], level: int) -> None:
     length = len(term)
     if length == 0:
         put(_NIL_EXT)
         return
+    if level >= MAX_TERM_DEPTH:
+        raise _encode_too_deep()
     if length <= 65535 and type(term[0]) is int and set(map(type, term)) == _INT_ONLY:
         try:
             raw = bytes(term)
@@ -765,32 +857,37 @@ def _enc_list(term: list | tuple, put: Callable[[bytes], None]) -> None:
             put(raw)
             return
     put(_pack_BI(LIST_EXT, length))
+    level += 1
     for item in term:
-        _enc(item, put)
+        _enc(item, put, level)
     put(_NIL_EXT)
 
 
-def _enc_other(term: Any, put: Callable[[bytes], None]) -> None:
+def _enc_other(term: Any, put: Callable[[bytes], None], level: int) -> None:
     """Wrappers and subclasses: everything not matched by exact type in `_enc`."""
     if type(term) is Encoded:
         put(term.etf)
     elif isinstance(term, ListKey):
-        _enc_list(term, put)
+        _enc_list(term, put, level)
     elif isinstance(term, MapKey):
+        if level >= MAX_TERM_DEPTH:
+            raise _encode_too_deep()
         put(_pack_BI(MAP_EXT, len(term)))
         for key, value in term:
-            _enc(key, put)
-            _enc(value, put)
+            _enc(key, put, level + 1)
+            _enc(value, put, level + 1)
     elif isinstance(term, StrictKey):
-        _enc(term.value, put)
+        _enc(term.value, put, level)
     elif isinstance(term, ImproperList):
         if not term.items:
-            _enc(term.tail, put)
+            _enc(term.tail, put, level)
             return
+        if level >= MAX_TERM_DEPTH:
+            raise _encode_too_deep()
         put(_pack_BI(LIST_EXT, len(term.items)))
         for item in term.items:
-            _enc(item, put)
-        _enc(term.tail, put)
+            _enc(item, put, level + 1)
+        _enc(term.tail, put, level + 1)
     elif isinstance(term, BitString):
         if not term.data or not 1 <= term.bits <= 8:
             raise EncodeError(f"invalid bitstring {term!r}")
@@ -803,21 +900,152 @@ def _enc_other(term: Any, put: Callable[[bytes], None]) -> None:
     elif isinstance(term, bool):
         put(_TRUE_ATOM if term else _FALSE_ATOM)
     elif isinstance(term, int):
-        _enc(int(term), put)
+        _enc(int(term), put, level)
     elif isinstance(term, float):
-        _enc(float(term), put)
+        _enc(float(term), put, level)
     elif isinstance(term, str):
-        _enc(str(term), put)
+        _enc(str(term), put, level)
     elif isinstance(term, (bytes, bytearray, memoryview)):
-        _enc(bytes(term), put)
+        _enc(bytes(term), put, level)
     elif isinstance(term, dict):
-        _enc(dict(term), put)
+        _enc(dict(term), put, level)
     elif isinstance(term, list):
-        _enc_list(term, put)
+        _enc_list(term, put, level)
     elif isinstance(term, tuple):
-        _enc_tuple(term, put)
+        _enc_tuple(term, put, level)
     else:
         raise EncodeError(f"no Elixir form for a Python {type(term).__name__}: {term!r:.80}")
+
+
+# ---------------------------------------------------------------------------------------------
+# term_depth
+# ---------------------------------------------------------------------------------------------
+
+SCALAR_TYPES = frozenset((str, bytes, int, float, bool, type(None), Atom, BitString, Encoded))
+"""Types whose values have depth 0 (`term_depth`) without looking inside: a type test is all a
+caller needs for the commonest arguments."""
+
+
+def _children(term: Any) -> tuple[bool, Any]:
+    """`(is_level, parts)`: whether `term` is one level of nesting, and the terms inside it
+    (None for a leaf). `[]` is a leaf; a StrictKey and an improper list without items are not
+    levels of their own (their one part is at their level)."""
+    kind = type(term)
+    if kind is list or kind is ListKey:
+        return (True, term) if term else (False, None)
+    if kind is dict:
+        return True, [part for pair in term.items() for part in pair]
+    if kind is tuple:
+        return True, term
+    if kind is MapKey:
+        return True, [part for pair in term for part in pair]
+    if kind is StrictKey:
+        return False, (term.value,)
+    if kind is ImproperList:
+        if not term.items:
+            return False, (term.tail,)
+        return True, [*term.items, term.tail]
+    if kind is Opaque:
+        free = _fun_free_variables(term)
+        return (True, free) if free else (False, None)
+    if isinstance(term, (list, tuple, dict)):  # subclasses: as the encoder writes them
+        return _children(list(term) if isinstance(term, list) else tuple(term) if isinstance(term, tuple) else dict(term))
+    return False, None
+
+
+def _fun_free_variables(term: Opaque) -> list:
+    """The free variables of a NEW_FUN_EXT fun (an empty list for any other opaque term)."""
+    etf = term.etf
+    if term.kind != "fun" or not etf or etf[0] != NEW_FUN_EXT:
+        return []
+    try:
+        return _dec_new_fun(etf, 0, 0)[2]
+    except Exception:  # not a fun this codec can read: it has no parts it can see
+        return []
+
+
+def term_depth(term: Any, cap: int | None = None) -> int:
+    """The nesting depth of a native term, as decode and encode count it (module docstring).
+
+    With `cap`, stops as soon as the depth is known to be over it and returns `cap + 1`, so
+    `term_depth(t, n) > n` asks "deeper than n?" (the dispatch layer's check): a walk that
+    recurses at most `cap + 1` levels, for speed (scalars are skipped by a type test, only
+    containers cost a call). Without `cap`, an iterative walk that measures any depth. A
+    `terms.Encoded` counts as 0 (its bytes are not read)."""
+    if type(term) in SCALAR_TYPES:
+        return 0
+    if cap is not None:
+        try:
+            return _capped_depth(term, cap)
+        except _DeeperThanCap:
+            return cap + 1
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(term, 0)]
+    pop, push = stack.pop, stack.append
+    scalars = SCALAR_TYPES
+    while stack:
+        item, level = pop()
+        is_level, parts = _children(item)
+        if is_level:
+            level += 1
+            if level > deepest:
+                deepest = level
+        if parts:
+            for part in parts:
+                if type(part) not in scalars:
+                    push((part, level))
+    return deepest
+
+
+class _DeeperThanCap(Exception):
+    """Raised out of `_capped_depth` as soon as a container is met with no levels left."""
+
+
+def _capped_depth(term: Any, budget: int) -> int:
+    """The depth of `term` (not a scalar), or _DeeperThanCap when it is over `budget`."""
+    kind = type(term)
+    scalars = SCALAR_TYPES
+    deepest = 0
+    if kind is dict:
+        if budget <= 0:
+            raise _DeeperThanCap
+        for key, value in term.items():
+            if type(key) not in scalars:
+                depth = _capped_depth(key, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+            if type(value) not in scalars:
+                depth = _capped_depth(value, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+        return deepest + 1
+    if kind is list or kind is tuple:
+        if not term and kind is list:
+            return 0
+        if budget <= 0:
+            raise _DeeperThanCap
+        for part in term:
+            if type(part) not in scalars:
+                depth = _capped_depth(part, budget - 1)
+                if depth > deepest:
+                    deepest = depth
+        return deepest + 1
+    is_level, parts = _children(term)  # wrappers, improper lists, funs, subclasses
+    inner = budget - 1 if is_level else budget
+    if is_level and budget <= 0:
+        raise _DeeperThanCap
+    for part in parts or ():
+        if type(part) not in scalars:
+            depth = _capped_depth(part, inner)
+            if depth > deepest:
+                deepest = depth
+    return deepest + 1 if is_level else deepest
+
+
+def _check_depth_for_decode(term: Any) -> Any:
+    if term_depth(term, MAX_TERM_DEPTH) > MAX_TERM_DEPTH:
+        raise _too_deep()
+    return term
 
 
 # ---------------------------------------------------------------------------------------------
@@ -872,23 +1100,25 @@ def decode_via_erlang_py(
         _inflate(data, max_uncompressed_size)  # erlang-py itself inflates without any bound
     try:
         raw = erlang.binary_to_term(data)
-        return _from_erlang_py(raw)
+        return _check_depth_for_decode(_from_erlang_py(raw))
     except DecodeError:
         raise
     except RecursionError as exc:
-        raise DecodeError("term nested too deeply") from exc
+        raise _too_deep() from exc
     except Exception as exc:  # erlang.ParseException, zlib.error, UnicodeDecodeError, ...
-        raise DecodeError(f"malformed external term ({type(exc).__name__}: {exc})") from exc
+        raise DecodeError(f"malformed external term ({_describe_exception(exc)})") from exc
 
 
 def encode_via_erlang_py(term: Any) -> bytes:
     """encode() done by the mapping layer plus erlang.term_to_binary. Slow; for tests."""
     try:
+        if term_depth(term, MAX_TERM_DEPTH) > MAX_TERM_DEPTH:
+            raise _encode_too_deep()
         return erlang.term_to_binary(_to_erlang_py(term))
     except EncodeError:
         raise
     except RecursionError as exc:
-        raise EncodeError("term nested too deeply") from exc
+        raise _encode_too_deep() from exc
     except (erlang.OutputException, UnicodeEncodeError, struct.error) as exc:
         raise EncodeError(str(exc)) from exc
 
@@ -1169,7 +1399,7 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
         if body[end] == LIST_EXT:
             args, i = _dec_args(body, end)
         else:
-            args, i = _dec(body, end)
+            args, i = _dec(body, end, 1)
     except Exception:  # malformed: the general path reports it
         return None
     if type(args) is not list or i != len(body):
@@ -1182,9 +1412,10 @@ def decode_call(body: bytes) -> tuple[int, Atom, list] | None:
 
 
 def _dec_args(data: bytes, i: int) -> tuple[Any, int]:
-    """`_dec(data, i)` for the LIST_EXT at `i`, with the scalar elements a call's arguments are
-    made of (binaries, atoms, small and 32-bit integers, new floats) decoded inline; any other
-    element goes through `_dec`. Same results and same failures as `_dec`."""
+    """`_dec(data, i, 1)` for the LIST_EXT at `i` (a call's argument list, inside the call
+    tuple), with the scalar elements a call's arguments are made of (binaries, atoms, small and
+    32-bit integers, new floats) decoded inline; any other element goes through `_dec` at level
+    2. Same results and same failures as `_dec`."""
     length = _unpack_I(data, i + 1)[0]
     i += 5
     size = len(data)
@@ -1222,9 +1453,9 @@ def _dec_args(data: bytes, i: int) -> tuple[Any, int]:
             put(_unpack_i(data, i + 1)[0])
             i += 5
         else:
-            term, i = _dec(data, i)
+            term, i = _dec(data, i, 2)
             put(term)
     if data[i] == NIL_EXT:
         return items, i + 1
-    tail, i = _dec(data, i)
+    tail, i = _dec(data, i, 2)
     return _improper(items, tail), i

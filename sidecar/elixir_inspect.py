@@ -16,6 +16,13 @@ their bytes can be read, as `#Kind<hex>` otherwise. A `str` holding surrogate es
 `inspect_atom`, `inspect_key` (`a: ` / `"b" => `) and `term_order_key` (Erlang term order)
 are the pieces the replay matcher uses on their own.
 
+Integers print in full (`sidecar.elixir_format.integer_text`: no CPython digit limit; over
+100,000 digits, `#Integer<N bits>`). The one-line form is written by an iterative printer (no
+recursion, whatever the nesting), which can stop early: `inspect_prefix(term, n)` is
+`inspect(term)[:n]` at a cost that depends on `n`, not on the term's size (what the protocol's
+bad-frame echo and log lines use). `describe(term, n)` is that prefix made total: it never
+raises, whatever the object.
+
 Checked against the real `elixir` binary by tests/test_elixir_inspect.py.
 """
 
@@ -29,9 +36,9 @@ from typing import Any, Union
 
 from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
-from sidecar.elixir_format import inspect_float
+from sidecar.elixir_format import inspect_float, integer_text
 
-__all__ = ["inspect", "inspect_atom", "inspect_key", "term_order_key"]
+__all__ = ["inspect", "inspect_prefix", "describe", "describe_exception", "exception_message", "inspect_atom", "inspect_key", "term_order_key"]
 
 # Operators Elixir 1.14 prints as atoms without quotes (`:+`, `:|>`), found by asking Elixir.
 _UNQUOTED_OPERATORS = frozenset(
@@ -60,6 +67,10 @@ _MAX_SORTED_MAP = 32
 
 # ---------------------------------------------------------------------------------------------
 # scalars
+
+
+# the complement of `_printable_char`, for a scan at C speed (a binary can be 64 MB)
+_NOT_PRINTABLE = re.compile("[^\x07-\x0d\x1b\x7f\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _printable_char(char: str) -> bool:
@@ -111,20 +122,37 @@ def _utf8_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def _inspect_bytes(data: bytes) -> str:
+def _inspect_bytes(data: bytes, limit: int | None = None) -> str:
+    """`<<1, 2>>`; with `limit`, at least the first `limit` characters of it (or all of it)."""
+    if limit is not None and len(data) > limit:  # each byte prints as one character or more
+        return "<<" + ", ".join(str(b) for b in data[:limit])
     return "<<" + ", ".join(str(b) for b in data) + ">>"
 
 
-def _inspect_binary(text: str) -> str:
-    """A UTF-8 binary: `"..."` when printable, else its bytes."""
-    if all(_printable_char(c) for c in text):
+def _inspect_binary(text: str, limit: int | None = None) -> str:
+    """A UTF-8 binary: `"..."` when printable, else its bytes. With `limit`, at least the first
+    `limit` characters of that (or all of it)."""
+    if _NOT_PRINTABLE.search(text) is None:
+        if limit is not None and len(text) > limit + 1:
+            return '"' + _prefix_escape(text, '"', limit)
         return '"' + _escape(text, '"') + '"'
-    return _inspect_bytes(_utf8_bytes(text))
+    if limit is not None and len(text) > limit:
+        return _inspect_bytes(_utf8_bytes(text[: limit + 1]), limit)
+    return _inspect_bytes(_utf8_bytes(text), limit)
 
 
-def _inspect_bitstring(bits: BitString) -> str:
+def _prefix_escape(text: str, quote: str, limit: int) -> str:
+    """At least the first `limit` characters of `_escape(text, quote)`, for a `text` longer than
+    `limit + 1`: characters 0..limit each give one or more, and their escapes depend on the next
+    character only (`#{`)."""
+    return _escape(text[: limit + 2], quote)[: limit + 1]
+
+
+def _inspect_bitstring(bits: BitString, limit: int | None = None) -> str:
     if not bits.data:
         return "<<>>"
+    if limit is not None and len(bits.data) > limit + 1:
+        return _inspect_bytes(bits.data[: limit + 1], limit)
     *whole, last = bits.data
     parts = [str(b) for b in whole]
     parts.append(f"{last >> (8 - bits.bits)}::size({bits.bits})")
@@ -370,7 +398,7 @@ def _doc(term: Any) -> _Doc:
     if term is None or term is True or term is False or isinstance(term, Atom):
         return inspect_atom(term)
     if isinstance(term, int):
-        return str(term)
+        return integer_text(term)
     if isinstance(term, float):
         return inspect_float(term)
     if isinstance(term, str):
@@ -436,7 +464,144 @@ def inspect_key(key: Any) -> str:
 def inspect(term: Any, *, pretty: bool = False, width: int = 80, indent: int = 0) -> str:
     """`term` as Elixir's `inspect/2` prints it; `pretty=True` breaks it over lines at `width`
     (continuation lines indented by `indent` more spaces)."""
-    document = _doc(term)
     if not pretty:
-        return _flat(document)
-    return _render(document, indent, indent, width)
+        return _one_line(term, None)
+    return _render(_doc(term), indent, indent, width)
+
+
+def inspect_prefix(term: Any, limit: int) -> str:
+    """`inspect(term)[:limit]`, without printing more of the term than that takes."""
+    return _one_line(term, max(0, limit))[:limit]
+
+
+def describe(term: Any, limit: int = 200) -> str:
+    """`inspect_prefix(term, limit)`, with `...` when cut; never raises (for logs and errors
+    about terms a peer sent: a printer defect must not turn into a second error)."""
+    try:
+        text = _one_line(term, limit + 1)
+    except Exception:  # a defect or an object with no Elixir form: name its type only
+        return f"#{type(term).__name__}<?>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def exception_message(exc: BaseException, limit: int = 300) -> str:
+    """`str(exc)` cut to `limit` characters; never raises (the `str` of a KeyError holding a
+    huge integer raises ValueError itself)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<message not printable>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """`"ValueError: message"`, as `exception_message`."""
+    return f"{type(exc).__name__}: {exception_message(exc, limit)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the one-line printer: an explicit stack of piece iterators, so neither the nesting nor the
+# size of a term can exhaust the Python stack, and printing can stop after `limit` characters.
+# It writes exactly what `_flat(_doc(term))` writes (tests/test_elixir_inspect.py checks it).
+
+
+class _Sub:
+    """A piece that is a term to print in place (pushed as its own iterator of pieces)."""
+
+    __slots__ = ("term",)
+
+    def __init__(self, term: Any) -> None:
+        self.term = term
+
+
+def _one_line(term: Any, limit: int | None) -> str:
+    out: list[str] = []
+    size = 0
+    stack = [_term_pieces(term, limit)]
+    while stack:
+        piece = next(stack[-1], None)
+        if piece is None:
+            stack.pop()
+        elif type(piece) is str:
+            out.append(piece)
+            size += len(piece)
+            if limit is not None and size >= limit:
+                break
+        else:
+            stack.append(_term_pieces(piece.term, None if limit is None else limit - size))
+    return "".join(out)
+
+
+def _term_pieces(term: Any, limit: int | None) -> Any:
+    """An iterator of the pieces of `term`'s one-line text: strings, and `_Sub` terms."""
+    term = _unwrap_key(term)
+    if term is None or term is True or term is False or isinstance(term, Atom):
+        return iter((inspect_atom(term),))
+    if isinstance(term, int):
+        return iter((integer_text(term),))
+    if isinstance(term, float):
+        return iter((inspect_float(term),))
+    if isinstance(term, str):
+        return iter((_inspect_binary(term, limit),))
+    if isinstance(term, bytes):
+        return iter((_inspect_bytes(term, limit),))
+    if isinstance(term, BitString):
+        return iter((_inspect_bitstring(term, limit),))
+    if isinstance(term, tuple):
+        return _container_pieces("{", map(_Sub, term), "}")
+    if isinstance(term, list):
+        return _list_pieces(term, limit)
+    if isinstance(term, ImproperList):
+        if not term.items:
+            return iter((_Sub(term.tail),))
+        return _improper_pieces(term)
+    if isinstance(term, dict):
+        return _map_pieces(term)
+    if isinstance(term, Opaque):
+        return iter((_inspect_opaque(term),))
+    return iter((repr(term),))
+
+
+def _container_pieces(open_: str, items: Any, close: str) -> Any:
+    """`open item, item close`, each item an iterator of pieces or a piece."""
+    yield open_
+    first = True
+    for item in items:
+        if not first:
+            yield ", "
+        first = False
+        if type(item) is tuple:  # several pieces for one item (a key and its value)
+            yield from item
+        else:
+            yield item
+    yield close
+
+
+def _list_pieces(items: list, limit: int | None) -> Any:
+    text = _charlist_text(items)
+    if text is not None:
+        if limit is not None and len(text) > limit + 1:
+            return iter(("'" + _prefix_escape(text, "'", limit),))
+        return iter(("'" + _escape(text, "'") + "'",))
+    if items and all(isinstance(i, tuple) and len(i) == 2 and _is_keyword_key(i[0]) for i in items):
+        return _container_pieces("[", ((_keyword_key(k), _Sub(v)) for k, v in items), "]")
+    return _container_pieces("[", map(_Sub, items), "]")
+
+
+def _improper_pieces(term: ImproperList) -> Any:
+    last = len(term.items) - 1
+    parts = ((_Sub(t), " | ", _Sub(term.tail)) if n == last else _Sub(t) for n, t in enumerate(term.items))
+    return _container_pieces("[", parts, "]")
+
+
+def _map_pieces(mapping: dict) -> Any:
+    struct_name = mapping.get(Atom("__struct__"))
+    if isinstance(struct_name, Atom) and _module_alias(struct_name.name) not in (None, "Elixir"):
+        fields = [(k, v) for k, v in _ordered_items(mapping) if k is not Atom("__struct__")]
+        if all(_is_keyword_key(k) for k, _ in fields):
+            opener = "%" + _module_alias(struct_name.name) + "{"
+            return _container_pieces(opener, ((_keyword_key(k), _Sub(v)) for k, v in fields), "}")
+    items = _ordered_items(mapping)
+    if items and all(_is_keyword_key(_unwrap_key(k)) for k, _ in items):
+        return _container_pieces("%{", ((_keyword_key(k), _Sub(v)) for k, v in items), "}")
+    return _container_pieces("%{", ((_Sub(k), " => ", _Sub(v)) for k, v in items), "}")

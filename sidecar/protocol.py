@@ -11,6 +11,14 @@ decoder) and never re-copied per frame.
 
 A frame whose length header exceeds `max_frame_bytes` is skipped without buffering its body:
 only its first `PEEK_BYTES` are kept, to read the call id from them.
+
+Every error path is total: whatever bytes come in, `receive_data` returns events and the
+answers to them encode. Client terms are only ever printed through
+`elixir_inspect.inspect_prefix`/`describe` (bounded, iterative, big integers included), never
+through `repr` (CPython's int-to-string limit raises on a 4301-digit integer). A frame nested
+deeper than `codec.MAX_TERM_DEPTH` is answered with `{:term_too_deep, limit}` (to its call id
+when that can be read, else as a protocol error). A compressed term (tag 80) may inflate to at
+most `max_frame_bytes`, like an uncompressed one.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from sidecar import codec
+from sidecar.elixir_inspect import describe, exception_message, inspect_prefix
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,8 @@ A_UNSUPPORTED_VERSION = Atom("unsupported_version")
 A_ALREADY_WELCOMED = Atom("already_welcomed")
 A_UNKNOWN_CALL = Atom("unknown_call")
 A_INTERNAL_ERROR = Atom("internal_error")
+A_TERM_TOO_DEEP = Atom("term_too_deep")
+TERM_TOO_DEEP = (A_TERM_TOO_DEEP, codec.MAX_TERM_DEPTH)
 
 _REPLY_HEAD = codec.tagged_head(A_REPLY, 3)
 _TELEMETRY_HEAD = codec.tagged_head(A_TELEMETRY, 4)
@@ -111,21 +122,40 @@ def frame(term: Any) -> bytes:
 
 
 def _echo(term: Any, encoded_size: int) -> Any:
-    """`term` itself when small, else the first bytes of its inspect output (a binary)."""
+    """`term` itself when small, else the first bytes of its inspect output (a binary).
+
+    A term of at most BAD_FRAME_ECHO_BYTES bytes nests at most ~100 levels (each level takes
+    two bytes or more), so echoed inside an error frame it still encodes."""
     if encoded_size <= BAD_FRAME_ECHO_BYTES:
         return term
-    text = _inspect(term)
+    text = _inspect(term, BAD_FRAME_ECHO_BYTES)
     return text.encode("utf-8")[:BAD_FRAME_ECHO_BYTES].decode("utf-8", "ignore")
 
 
-def _inspect(term: Any) -> str:
-    """Elixir's inspect output of `term` (Python's repr if no inspector can print it)."""
+def _inspect(term: Any, limit: int) -> str:
+    """The first `limit` characters of Elixir's inspect output of `term` (only as much of the
+    term is printed as that takes). Never raises: a printer defect gives the term's kind."""
     try:
-        from sidecar.elixir_inspect import inspect
+        return inspect_prefix(term, limit)
+    except Exception:  # a broken inspector must not break an error reply
+        return f"#{type(term).__name__}<uninspectable>"
 
-        return inspect(term)
-    except Exception:  # pragma: no cover - a broken inspector must not break an error reply
-        return repr(term)
+
+def describe_event(event: Any, limit: int = 200) -> str:
+    """One line naming an event for a log message, never raising and never longer than about
+    `limit` characters, whatever the terms it carries (huge integers, deep nesting)."""
+    try:
+        if isinstance(event, Call):
+            return f"call {describe(event.function, 80)} (id {describe(event.id, 40)}) with {describe(event.args, limit)}"
+        if isinstance(event, CallError):
+            return f"call id {describe(event.id, 40)}: {describe(event.reason, limit)}"
+        if isinstance(event, ProtocolError):
+            return f"protocol error {describe(event.reason, limit)}"
+        if isinstance(event, Hello):
+            return f"hello {describe(event.version, 40)} {describe(event.options, limit)}"
+    except Exception:  # pragma: no cover - describe never raises; belt and braces for a log line
+        pass
+    return f"#{type(event).__name__}<?>"
 
 
 def _is_non_negative_int(value: Any) -> bool:
@@ -183,6 +213,9 @@ class ProtocolMachine:
         self.negotiated_version: int | None = None
         self._buffer = bytearray()
         self._eof = False
+        self.eof_inside_frame: str | None = None
+        """After end of input: None, or what was left incomplete (a frame being read or
+        skipped), for the one line the server logs before it exits."""
         # skipping an oversized frame
         self._skip_remaining = 0
         self._skip_size = 0
@@ -271,6 +304,7 @@ class ProtocolMachine:
         return offset
 
     def _start_skip(self, size: int) -> None:
+        log.info("skipping a frame of %d bytes (over the limit of %d bytes)", size, self.max_frame_bytes)
         self._skip_size = size
         self._skip_remaining = size
         self._skip_peek = bytearray()
@@ -303,6 +337,10 @@ class ProtocolMachine:
             return
         self._eof = True
         if self._skip_remaining:
+            self.eof_inside_frame = (
+                f"input ended inside a frame of {self._skip_size} bytes that was being skipped "
+                f"(over the limit of {self.max_frame_bytes} bytes; {self._skip_size - self._skip_remaining} bytes received)"
+            )
             if self._skip_peek is not None:  # never got enough bytes to decide on the id
                 events.append(self._too_large_event(bytes(self._skip_peek)))
                 self._skip_peek = None
@@ -319,6 +357,7 @@ class ProtocolMachine:
                 if expected is not None
                 else f"input ended inside a frame header ({pending} of {HEADER_BYTES} bytes)"
             )
+            self.eof_inside_frame = message
             events.append(ProtocolError(reason, message))
 
     # -- one frame's term ------------------------------------------------------------------
@@ -328,12 +367,19 @@ class ProtocolMachine:
         if call is not None:
             return Call(*call)
         try:
-            term = codec.decode(body)
+            # a compressed term may not inflate past the frame limit: compression must not buy
+            # a peer more than an uncompressed frame may hold
+            term = codec.decode(body, max_uncompressed_size=self.max_frame_bytes)
+        except codec.DecodeTooDeep:
+            call_id = _peek_id(body[:PEEK_BYTES])
+            if call_id is not None:
+                return CallError(call_id, TERM_TOO_DEEP)
+            return ProtocolError(TERM_TOO_DEEP, f"frame of {len(body)} bytes nests deeper than {codec.MAX_TERM_DEPTH} levels")
         except Exception as exc:  # DecodeError, or anything a broken decoder lets through
             call_id = _peek_id(body[:PEEK_BYTES])
             if call_id is not None:
                 return CallError(call_id, A_DECODE_ERROR)
-            return ProtocolError(A_DECODE_ERROR, f"frame of {len(body)} bytes is not a valid external term: {exc}")
+            return ProtocolError(A_DECODE_ERROR, f"frame of {len(body)} bytes is not a valid external term: {exception_message(exc)}")
         if type(term) is tuple:
             if len(term) == 4 and term[0] is A_CALL:
                 return self._call_event(term, len(body))
@@ -360,7 +406,7 @@ class ProtocolMachine:
         if version not in SUPPORTED_VERSIONS:
             return ProtocolError(
                 (A_UNSUPPORTED_VERSION, version, list(SUPPORTED_VERSIONS)),
-                f"protocol version {version} is not supported; this sidecar speaks {list(SUPPORTED_VERSIONS)}",
+                f"protocol version {describe(version, 60)} is not supported; this sidecar speaks {list(SUPPORTED_VERSIONS)}",
             )
         if self.welcomed:
             return ProtocolError(A_ALREADY_WELCOMED, "a hello was already accepted; this one is ignored")
@@ -391,8 +437,9 @@ class ProtocolMachine:
         try:
             return _encode_reply_frame(_REPLY_HEAD, call_id, result)
         except Exception as exc:
-            log.error("reply to call %d could not be encoded: %r", call_id, exc)
-            return frame((A_REPLY, call_id, (A_ERROR, (A_INTERNAL_ERROR, f"reply could not be encoded: {exc}"))))
+            text = exception_message(exc)
+            log.error("reply to call %s could not be encoded: %s", describe(call_id, 40), text)
+            return frame((A_REPLY, call_id, (A_ERROR, (A_INTERNAL_ERROR, f"reply could not be encoded: {text}"))))
 
     def error_reply(self, call_id: int, reason: Any) -> bytes:
         """`{:reply, id, {:error, reason}}`."""
@@ -410,8 +457,14 @@ class ProtocolMachine:
         return frame((A_LOG, level, message, metadata))
 
     def protocol_error(self, reason: Any, message: str) -> bytes:
-        """`{:protocol_error, reason, message}`."""
-        return frame((A_PROTOCOL_ERROR, reason, message))
+        """`{:protocol_error, reason, message}`; a reason that cannot be encoded becomes
+        `:internal_error` (the message says why), so every bad frame gets its one answer."""
+        try:
+            return frame((A_PROTOCOL_ERROR, reason, message))
+        except Exception as exc:
+            text = exception_message(exc)
+            log.error("protocol error could not be encoded: %s", text)
+            return frame((A_PROTOCOL_ERROR, A_INTERNAL_ERROR, f"{message} (its reason could not be encoded: {text})"))
 
     def answer(self, event: CallError | ProtocolError) -> bytes:
         """The frame that answers an error event."""

@@ -28,9 +28,10 @@ from sidecar import __version__, calls, codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import Clock
 from sidecar.config import StoreConfig
+from sidecar.elixir_inspect import describe, describe_exception
 from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
-from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine
+from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine, describe_event
 from sidecar.replies import Replies
 from sidecar.storage.base import Conflict, Storage, StorageError, StorageOpenError
 from sidecar.storage.factory import open_storage
@@ -174,6 +175,8 @@ class Sidecar:
                 return out
             chunk = chunk[consumed:]
         events = self.protocol.receive_data(chunk)
+        if not chunk and self.protocol.eof_inside_frame:  # fatal: the stream ends mid-frame
+            log.error("stdin ended inside a frame, exiting: %s", self.protocol.eof_inside_frame)
         self.last_chunk_frames += len(events)
         for event in events:
             try:
@@ -190,7 +193,7 @@ class Sidecar:
                     self._log_pending(out)
                     out.append(self.protocol.answer(event))
             except Exception:  # a defect here must not stop the other frames of the chunk
-                log.exception("failed to handle %r", event)
+                log.exception("failed to handle %s", describe_event(event))
         self._flush(out)
         self._log_pending(out)
         return out
@@ -213,7 +216,7 @@ class Sidecar:
                     self._telemetry(events, out)
                 out.append(frame)
             except Exception:  # a defect here must not stop the other frames of the chunk
-                log.exception("failed to handle %r", Call(call_id, function, args))
+                log.exception("failed to handle %s", describe_event(Call(call_id, function, args)))
 
     def serve_call(self, call_id: int, function: Atom, args: list) -> tuple[Any, bytes]:
         """One call as one unit of work that spans its reply's encoding (a reply that cannot be
@@ -236,17 +239,17 @@ class Sidecar:
             _, events, frame = store.transact(attempt, _failed)
             return events, frame
         except Conflict as conflict:
-            log.warning("call %s (id %d) gave up: %s", function.name, call_id, conflict)
+            log.warning("call %s (id %s) gave up: %s", function.name, describe(call_id, 40), conflict)
             return (), self.protocol.error_reply(call_id, A_CONFLICT)
         except codec.EncodeError as exc:
-            log.error("reply to call %s (id %d) could not be encoded (undone): %s", function.name, call_id, exc)
+            log.error("reply to call %s (id %s) could not be encoded (undone): %s", function.name, describe(call_id, 40), exc)
             return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, f"reply could not be encoded: {exc}"))
         except StorageError as exc:
-            log.error("call %s (id %d): storage failed: %s", function.name, call_id, exc)
+            log.error("call %s (id %s): storage failed: %s", function.name, describe(call_id, 40), exc)
             return (), self.protocol.error_reply(call_id, (A_STORAGE_ERROR, str(exc)))
         except Exception as exc:
-            log.exception("call %s (id %d) failed", function.name, call_id)
-            return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"))
+            log.exception("call %s (id %s) failed", function.name, describe(call_id, 40))
+            return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, describe_exception(exc)))
 
     def _flush(self, out: list[bytes]) -> None:
         """The chunk's durability point. If the backend cannot make the chunk's writes durable
@@ -501,7 +504,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
     def cleanup_timer() -> None:
         while not stop.is_set():
             interval_changed.clear()
-            if interval_changed.wait(sidecar.cleanup_interval_ms / 1000):
+            if interval_changed.wait(cleanup_wait_seconds(sidecar.cleanup_interval_ms)):
                 continue  # a hello changed the interval: start counting again
             more, first = True, True
             now = sidecar.clock.now()
@@ -540,6 +543,16 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
             stop.set()
         interval_changed.set()
         reader.close()
+
+
+def cleanup_wait_seconds(interval_ms: int) -> float:
+    """How long the timer waits for `interval_ms`: capped at what `Event.wait` accepts (a hello's
+    `cleanup_interval` may be any positive integer; 2**64 ms made the wait raise OverflowError
+    and ended the timer thread, so no cleanup ever ran again)."""
+    return min(interval_ms, _MAX_WAIT_MS) / 1000
+
+
+_MAX_WAIT_MS = int(threading.TIMEOUT_MAX) * 1000 // 2  # ~146 years: never, in practice
 
 
 def take_over_stdout() -> int:

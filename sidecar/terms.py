@@ -25,24 +25,49 @@ must stay that way in a Python dict.
 from __future__ import annotations
 
 from typing import Any, Iterable
+from weakref import KeyedRef
+
+from _weakref import _remove_dead_weakref  # what weakref.WeakValueDictionary uses
+
+
+def _forget_atom(ref: "KeyedRef") -> None:
+    """Weak reference callback: drop the table entry of an atom nothing refers to any more
+    (only if the entry is still that dead reference, atomically)."""
+    _remove_dead_weakref(_ATOM_TABLE, ref.key)
+
+
+_ATOM_TABLE: dict[str, "KeyedRef"] = {}
 
 
 class Atom:
-    """An Elixir atom other than nil/true/false. Interned: Atom("x") is Atom("x")."""
+    """An Elixir atom other than nil/true/false. Interned: Atom("x") is Atom("x").
+
+    Interned weakly: the table holds a weak reference to each atom, so an atom that nothing
+    refers to any more (a name that came in one frame and was not stored) is freed, and a flood
+    of distinct atom names from a peer costs memory only while they are in use. The BEAM keeps
+    every atom for ever (and stops at its atom limit); a process serving untrusted frames
+    cannot. Identity still holds: while any `Atom("x")` is alive, `Atom("x")` returns it."""
 
     __slots__ = ("name", "__weakref__")
-    _table: dict[str, "Atom"] = {}
     name: str
 
     def __new__(cls, name: str) -> "Atom":
-        atom = cls._table.get(name)
-        if atom is None:
-            if not isinstance(name, str):
-                raise TypeError(f"atom name must be str, got {type(name).__name__}")
-            atom = object.__new__(cls)
-            object.__setattr__(atom, "name", name)
-            cls._table[name] = atom
+        ref = _ATOM_TABLE.get(name)
+        if ref is not None:
+            atom = ref()
+            if atom is not None:
+                return atom
+        if not isinstance(name, str):
+            raise TypeError(f"atom name must be str, got {type(name).__name__}")
+        atom = object.__new__(cls)
+        object.__setattr__(atom, "name", name)
+        _ATOM_TABLE[name] = KeyedRef(atom, _forget_atom, name)
         return atom
+
+    @staticmethod
+    def interned_count() -> int:
+        """How many atoms the interning table holds (live ones, and dead ones not yet dropped)."""
+        return len(_ATOM_TABLE)
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError("Atom is immutable")

@@ -33,6 +33,9 @@ Decisions where the contract is silent (see also the module's tests):
   BEAM) coerce to :infinity/:negative_infinity/:nan for :float.
 * check_constraints coerces its value first (coercion is idempotent), so it never trips on a value
   of the wrong shape; it raises ValidationFailed for a value the type rejects.
+* Integers of any size print in full in messages, as Elixir prints them (`value 2**20000 is
+  above maximum 10` gives all 6,021 digits): `elixir_format.integer_text`, not `str`, which
+  CPython refuses past 4300 digits. Past 100,000 digits one prints as `#Integer<N bits>`.
 
 Patterns are PCRE (Elixir's Regex) run with the `regex` package: a pattern without the `u`
 option works on bytes, as PCRE does without it (`.` is one byte; `\\w`, `\\s` and caseless
@@ -51,7 +54,7 @@ from typing import Any, Callable, Iterable
 import regex
 
 from sidecar.elixir_format import format_number, join, to_string_term
-from sidecar.elixir_inspect import inspect
+from sidecar.elixir_inspect import describe, inspect
 from sidecar.terms import Atom, ImproperList, term_equal
 
 __all__ = [
@@ -120,7 +123,8 @@ class UnknownType(Exception):
     """Not one of the eight types; `.type` is the type term exactly as given."""
 
     def __init__(self, type_term: Any) -> None:
-        super().__init__(f"unknown type: {type_term!r}")
+        # inspect, not repr: repr raises for an integer of more than 4300 digits
+        super().__init__(f"unknown type: {describe(type_term, 200)}")
         self.type = type_term
 
 

@@ -8,16 +8,27 @@ on PATH. The inspect tests of other terms are in tests/test_elixir_inspect.py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.elixir_format import format_float, format_number, inspect_float, join, to_string_term
+from sidecar import codec
+from sidecar.elixir_format import (
+    MAX_INTEGER_TEXT_DIGITS,
+    format_float,
+    format_number,
+    inspect_float,
+    integer_text,
+    join,
+    to_string_term,
+)
 from sidecar.terms import Atom
 
 ELIXIR = shutil.which("elixir")
@@ -156,3 +167,54 @@ def test_floats_match_live_elixir(generated: list[float]) -> None:
         if line != f"{format_float(f)}\t{inspect_float(f)}"
     ]
     assert mismatches == []
+
+
+# ---------------------------------------------------------------------------------------------
+# integers of any size (CPython's str() refuses more than 4300 digits)
+
+
+@contextlib.contextmanager
+def unlimited_int_str():
+    """str() of any int, for the reference value (restored afterwards: the sidecar never
+    changes the interpreter-wide limit)."""
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(previous)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.integers(),
+        st.builds(lambda bits, low, sign: sign * ((1 << bits) + low), st.integers(4000, 200_000), st.integers(0, 2**64), st.sampled_from([1, -1])),
+        st.builds(lambda digits, sign: sign * (10**digits - 1 + sign), st.integers(4290, 20_000), st.sampled_from([1, -1])),
+    )
+)
+def test_integers_print_in_full_past_cpythons_digit_limit(value: int) -> None:
+    with unlimited_int_str():
+        expected = str(value)
+    assert sys.get_int_max_str_digits() == sys.int_info.default_max_str_digits
+    assert integer_text(value) == expected
+    assert format_number(value) == expected
+    assert to_string_term(value) == expected
+
+
+def test_integers_past_the_print_bound_are_named_by_their_size() -> None:
+    assert len(integer_text(10**MAX_INTEGER_TEXT_DIGITS - 1)) == MAX_INTEGER_TEXT_DIGITS
+    assert integer_text(10**MAX_INTEGER_TEXT_DIGITS) == f"#Integer<{(10**MAX_INTEGER_TEXT_DIGITS).bit_length()} bits>"
+    assert integer_text(-(2**600_000)) == "-#Integer<600001 bits>"
+    assert integer_text(2**(8 * 64 * 1024 * 1024)) == f"#Integer<{8 * 64 * 1024 * 1024 + 1} bits>"  # a 64 MB bignum
+
+
+@needs_elixir
+def test_big_integers_match_live_elixir(tmp_path) -> None:
+    values = [2**20000, -(3**9000), 10**4300, 10**4301 - 1, -(2**14285) + 7]
+    data = tmp_path / "ints.bin"
+    data.write_bytes(codec.encode(values))
+    script = f'File.read!("{data}") |> :erlang.binary_to_term() |> Enum.each(&IO.puts("#{{&1}}"))'
+    result = subprocess.run([ELIXIR, "-e", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[: len(values)] == [integer_text(v) for v in values]

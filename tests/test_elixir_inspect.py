@@ -11,12 +11,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar import codec
-from sidecar.elixir_inspect import inspect
+from sidecar.elixir_inspect import _doc, _flat, describe, describe_exception, exception_message, inspect, inspect_prefix
 from sidecar.terms import Atom, BitString, ImproperList
+from test_codec import terms
 
 A = Atom
 ELIXIR = shutil.which("elixir")
@@ -132,6 +136,7 @@ CASES = [
     {A("z"): 1, A("a"): 2, A("m"): 3}, {A("Elixir.Foo"): 1}, {None: 1},
     {"k": [1, 2.5], (1, 2): {A("x"): "y"}, 1.0: None, A("a"): [A("b")]},
     codec.decode(bytes([131, 116, 0, 0, 0, 2, 104, 1, 97, 1, 100, 0, 1, 97, 108, 0, 0, 0, 1, 97, 1, 106, 100, 0, 1, 98])),
+    2**20000, -(3**9000), 10**4300, 10**4301, {2**15000: [2**14285]},  # past CPython's 4300 digits
 ]  # fmt: skip
 
 
@@ -169,3 +174,73 @@ def test_inspect_agrees_with_the_real_elixir(tmp_path: Path):
     ours = [inspect(c) for c in live_cases]
     mismatches = [(c, e, o) for c, e, o in zip(live_cases, elixir_lines, ours) if e != o]
     assert mismatches == []
+
+
+# ---------------------------------------------------------------------------------------------
+# the one-line printer: total, iterative, stoppable (what the protocol's echo and logs use)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(terms, st.integers(0, 150))
+def test_one_line_printer_is_the_document_printer_and_stops_where_asked(term, limit):
+    full = inspect(term)
+    assert full == _flat(_doc(term))  # the iterative printer and the pretty printer's documents
+    assert inspect_prefix(term, limit) == full[:limit]
+    described = describe(term, limit)
+    assert described == (full if len(full) <= limit else full[:limit] + "...")
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "#{" * 300,
+        "é\x00" * 300,
+        b"\xff" * 700,
+        "\x00" * 700,
+        list(range(32, 127)) * 5,
+        [(A("k"), "#{" * 100)] * 10,
+        BitString(b"\xa0" * 600, 3),
+        {A("__struct__"): A("Elixir.Snakepit.Bridge.Session"), A("id"): "x" * 500},
+        ImproperList(["#{" * 100] * 3, "t" * 300),
+        2**20000,
+    ],
+    ids=lambda term: type(term).__name__,  # pytest's own ids would str() the big integer
+)
+def test_prefixes_of_long_scalars_are_exact(term):
+    full = inspect(term)
+    for limit in range(0, min(len(full), 900), 13):
+        assert inspect_prefix(term, limit) == full[:limit]
+
+
+def test_printing_is_bounded_by_the_limit_not_by_the_term(monkeypatch):
+    # a 50 MB binary and a list of a million elements: only what the prefix needs is printed
+    from sidecar import elixir_inspect
+
+    escaped: list[int] = []
+    printed: list[Any] = []
+    real_escape, real_pieces = elixir_inspect._escape, elixir_inspect._term_pieces
+    monkeypatch.setattr(elixir_inspect, "_escape", lambda text, quote: escaped.append(len(text)) or real_escape(text, quote))
+    monkeypatch.setattr(elixir_inspect, "_term_pieces", lambda term, limit: printed.append(term) or real_pieces(term, limit))
+    assert inspect_prefix("a" * 50_000_000, 200) == '"' + "a" * 199
+    assert escaped == [202]
+    assert inspect_prefix([1] * 1_000_000 + [[2]], 200) == ("[" + ", ".join(["1"] * 100))[:200]
+    assert len(printed) < 100
+
+
+def test_no_nesting_exhausts_the_printer():
+    term: Any = "leaf"
+    for _ in range(100_000):
+        term = [term]
+    assert inspect_prefix(term, 10) == "[[[[[[[[[["
+    assert inspect(term).count("[") == 100_000
+
+
+def test_describe_never_raises():
+    class Hostile:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    assert describe(Hostile(), 50) == "#Hostile<?>"
+    assert describe(2**20000, 20) == "39802768403379665923..."
+    assert describe_exception(KeyError(2**20000)) == "KeyError: <message not printable>"
+    assert exception_message(ValueError("x" * 1000), 10) == "x" * 10 + "..."

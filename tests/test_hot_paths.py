@@ -715,7 +715,7 @@ def test_a_failing_call_on_the_chunk_of_calls_path_is_logged_and_answered(monkey
         logging.getLogger("sidecar").removeHandler(handler)
     assert len(out) == 2  # the call's failure, then the reply's: logged, and the loop goes on
     level, message, _ = codec.decode(out[-1][4:])[1:]
-    assert level is A("error") and "failed to handle Call(id=5" in message and "boom" in message
+    assert level is A("error") and "failed to handle call :ping (id 5)" in message and "boom" in message
 
 
 # -- encode_reply_frame -------------------------------------------------------------------

@@ -22,9 +22,13 @@ defmodule SnakepitSidecar.Client do
 
   ## Timeouts and exits
 
-  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`).
-  On the direct path the caller waits with `receive ... after`; on the owner path the owner runs
-  a timer from when it handles the request. When it expires the caller exits with
+  Each request has its own timeout (the store's `:call_timeout`, or the one given to `call/4`),
+  counted from when the caller made the call, whichever path it takes. On the direct path the
+  caller waits with `receive ... after`; on the owner path it sends its deadline along
+  (`{:call, function, args, timeout, deadline}`), waits for the owner no longer than that (the
+  owner may be busy starting a new sidecar), and the owner answers a request whose deadline has
+  passed with a timeout without sending it, and runs a timer for the rest of it otherwise. When
+  it expires the caller exits with
   `{:timeout, {SnakepitSidecar.Connection, :call, [server, function, arity]}}` — the way
   `GenServer.call/3` exits, naming the public entry point `SnakepitSidecar.Connection.call/4` —
   its table entry is removed, and the reply, if it ever comes, is dropped (the alias is
@@ -87,18 +91,25 @@ defmodule SnakepitSidecar.Client do
 
   defp request(server, function, args, timeout) do
     with pid when is_pid(pid) <- GenServer.whereis(server),
-         {port, table, ids, alive, call_timeout} <- DirectPath.lookup(pid),
-         true <- DirectPath.open?(alive) do
-      direct(
-        pid,
-        {port, table, ids, alive},
-        {server, function, args, timeout},
-        timeout || call_timeout
-      )
+         {port, table, ids, alive, call_timeout} <- DirectPath.lookup(pid) do
+      wait = timeout || call_timeout
+
+      if DirectPath.open?(alive) do
+        direct(pid, {port, table, ids, alive}, {server, function, args, timeout}, wait)
+      else
+        # a restart is under way: the owner may be busy for a while, so the deadline goes along
+        via_owner(server, function, args, timeout, deadline(wait))
+      end
     else
-      _ -> via_owner(server, function, args, timeout)
+      _ -> via_owner(server, function, args, timeout, deadline(timeout))
     end
   end
+
+  # When a call's time runs out, in this node's monotonic milliseconds (nil: the owner's own
+  # `:call_timeout`, or never).
+  defp deadline(nil), do: nil
+  defp deadline(:infinity), do: nil
+  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
   # The caller registers itself and writes the frame; the owner only routes the reply back.
   defp direct(pid, {port, table, ids, alive}, {server, function, args, timeout} = context, wait) do
@@ -110,7 +121,7 @@ defmodule SnakepitSidecar.Client do
       # The table died with its owner a moment ago.
       not DirectPath.register(table, id, mref) ->
         :erlang.demonitor(mref, [:flush])
-        via_owner(server, function, args, timeout)
+        via_owner(server, function, args, timeout, deadline(wait))
 
       # Checked after the insert: the owner clears `alive` before it fails the requests in
       # the table, so either it finds this entry or this caller sees the flag down.
@@ -128,7 +139,7 @@ defmodule SnakepitSidecar.Client do
         case DirectPath.take(table, id) do
           [_] ->
             :erlang.demonitor(mref, [:flush])
-            via_owner(server, function, args, timeout)
+            via_owner(server, function, args, timeout, deadline(wait))
 
           [] ->
             # The owner took the entry: its answer (an exit) is on its way.
@@ -165,9 +176,19 @@ defmodule SnakepitSidecar.Client do
     end
   end
 
-  defp via_owner(server, function, args, timeout) do
+  defp via_owner(server, function, args, timeout, nil) do
     unwrap(GenServer.call(server, {:call, function, args, timeout}, :infinity))
   catch
+    :exit, reason -> {:caller_exit, reason}
+  end
+
+  # With a deadline: the owner is asked to answer a request whose time has run out with a
+  # timeout, and this caller waits for the owner no longer than the time that is left.
+  defp via_owner(server, function, args, timeout, deadline) do
+    wait = max(deadline - System.monotonic_time(:millisecond), 0)
+    unwrap(GenServer.call(server, {:call, function, args, timeout, deadline}, wait))
+  catch
+    :exit, {:timeout, {GenServer, :call, _}} -> {:exit, :timeout}
     :exit, reason -> {:caller_exit, reason}
   end
 

@@ -162,16 +162,19 @@ defmodule SnakepitSidecar.Connection do
 
   @impl true
   def handle_call({:call, function, args, timeout}, from, state) do
-    id = :atomics.add_get(state.ids, 1, 1) - 1
-    send_frame(state, Protocol.encode_call(id, function, args))
+    case timeout || state.config.call_timeout do
+      :infinity -> send_request(function, args, from, nil, state)
+      ms -> send_request(function, args, from, ms, state)
+    end
+  end
 
-    timer =
-      case timeout || state.config.call_timeout do
-        :infinity -> nil
-        ms -> Process.send_after(self(), {:call_timeout, id}, ms)
-      end
-
-    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
+  # A request whose caller counts its timeout from when it made the call (`Client`): one whose
+  # deadline has passed (this process was busy, e.g. starting a new sidecar) is not sent.
+  def handle_call({:call, function, args, _timeout, deadline}, from, state) do
+    case deadline - System.monotonic_time(:millisecond) do
+      left when left <= 0 -> {:reply, {:exit, :timeout}, state}
+      left -> send_request(function, args, from, left, state)
+    end
   end
 
   def handle_call(:info, _from, state) do
@@ -183,6 +186,13 @@ defmodule SnakepitSidecar.Connection do
     }
 
     {:reply, info, state}
+  end
+
+  defp send_request(function, args, from, wait, state) do
+    id = :atomics.add_get(state.ids, 1, 1) - 1
+    send_frame(state, Protocol.encode_call(id, function, args))
+    timer = if wait, do: Process.send_after(self(), {:call_timeout, id}, wait)
+    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
   end
 
   @impl true
