@@ -320,16 +320,28 @@ def _flattened_count(items: list) -> int | None:
     return count
 
 
+_HUGE_PRODUCT = 1 << 64
+"""Past this, an integer shape's product can only come back to a data count through a zero."""
+
+
 def _shape_product(shape: list) -> int | float | None:
-    """`Enum.reduce(shape, 1, &(&1 * &2))`, or None where Elixir would raise (a non-number)."""
+    """`Enum.reduce(shape, 1, &(&1 * &2))`, or None where Elixir would raise (a non-number).
+
+    Multiplying out a shape of huge integers can take hours; once the product of integers is
+    past `_HUGE_PRODUCT` and only integers follow, the answer is decided (zero if a zero
+    follows, else larger than any list's length), and that is what is returned."""
+    if not all(_is_number(dimension) for dimension in shape):
+        return None
     product: int | float = 1
-    for dimension in shape:
-        if not _is_number(dimension):
-            return None
+    for position, dimension in enumerate(shape):
         try:
             product = product * dimension
         except OverflowError:
             return None
+        if type(product) is int and abs(product) > _HUGE_PRODUCT:
+            rest = shape[position + 1 :]
+            if all(type(item) is int for item in rest):
+                return 0 if 0 in rest else _HUGE_PRODUCT + 1
     return product
 
 
@@ -533,6 +545,10 @@ def validate(type_term: Any, value: Any, constraints: Any = None) -> Any:
 # PCRE-ish patterns
 
 
+MATCH_SECONDS = 0.1
+"""How long one pattern match may run before it counts as no match (`PcrePattern.matches`)."""
+
+
 @dataclass(frozen=True)
 class PcrePattern:
     """A compiled pattern; `matches(subject)` is Elixir's `Regex.match?/2` (unanchored).
@@ -547,13 +563,20 @@ class PcrePattern:
     literal: bool = False
 
     def matches(self, subject: str | bytes) -> bool:
-        if self.literal:
-            return _as_bytes(self.source) in _as_bytes(subject)
-        if self.unicode:
-            if isinstance(subject, bytes):
-                return False  # PCRE in UTF mode refuses invalid UTF-8: no match
-            return self.compiled.search(subject) is not None
-        return self.compiled.search(_as_bytes(subject).decode("latin-1")) is not None
+        """Whether the pattern matches `subject`. A match that takes longer than
+        `MATCH_SECONDS` is no match, as PCRE on the BEAM answers `:nomatch` past its match
+        limit: catastrophic backtracking (`(a|aa)+$` on a long subject) would otherwise hold the
+        sidecar, and every caller behind it, for as long as it runs."""
+        try:
+            if self.literal:
+                return _as_bytes(self.source) in _as_bytes(subject)
+            if self.unicode:
+                if isinstance(subject, bytes):
+                    return False  # PCRE in UTF mode refuses invalid UTF-8: no match
+                return self.compiled.search(subject, timeout=MATCH_SECONDS) is not None
+            return self.compiled.search(_as_bytes(subject).decode("latin-1"), timeout=MATCH_SECONDS) is not None
+        except TimeoutError:
+            return False
 
 
 _OPTION_FLAGS = {

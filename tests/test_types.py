@@ -574,3 +574,37 @@ def test_patterns_and_lengths_match_live_elixir() -> None:
         ours.append("invalid" if compiled is None else str(compiled.matches(subject)).lower())
     ours += [str(grapheme_length(text)) for text, _ in GRAPHEME_TABLE]
     assert answers == ours
+
+
+def test_a_pattern_that_backtracks_without_end_is_no_match_within_its_time_limit():
+    import time
+
+    from sidecar.types import MATCH_SECONDS
+
+    started = time.monotonic()
+    with pytest.raises(types.ConstraintViolation) as rejected:
+        types.check_constraints(Atom("string"), "a" * 36 + "b", {Atom("pattern"): "(a|aa)+$"})
+    assert rejected.value.message == "must match pattern: (a|aa)+$"
+    assert time.monotonic() - started < 30 * MATCH_SECONDS  # not the 35 s it takes to the end
+
+
+@pytest.mark.parametrize(
+    "shape, data, accepted",
+    [
+        ([2**70_000] * 50, [1.0], False),  # multiplied out, this takes hours
+        ([2**70_000] * 50 + [0], [], True),  # a zero still decides it
+        ([2**70, 2**70, 0.5], [1.0], False),
+        ([2, 3], [[1, 2, 3], [4, 5, 6]], True),
+    ],
+)
+def test_a_shape_of_huge_integers_is_decided_without_multiplying_it_out(shape, data, accepted):
+    import time
+
+    started = time.monotonic()
+    value = {"shape": shape, "data": data}
+    if accepted:
+        assert types.coerce(Atom("tensor"), value) is value
+    else:
+        with pytest.raises(types.ValidationFailed):
+            types.coerce(Atom("tensor"), value)
+    assert time.monotonic() - started < 5
