@@ -36,7 +36,7 @@ from typing import Any, Union
 
 from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
-from sidecar.elixir_format import inspect_float, integer_text
+from sidecar.elixir_numbers import inspect_float, integer_text
 
 __all__ = ["inspect", "inspect_prefix", "describe", "describe_exception", "exception_message", "inspect_atom", "inspect_key", "term_order_key"]
 

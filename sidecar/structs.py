@@ -35,7 +35,8 @@ from .storage.base import (
     VariableRecord,
     is_default_status,
 )
-from .terms import Atom, hashable_key, to_string
+from .elixir_format import to_string_term
+from .terms import Atom, hashable_key
 
 A_STRUCT = Atom("__struct__")
 A_ID = Atom("id")
@@ -90,7 +91,7 @@ def name_key(name: Any) -> Optional[Any]:
     if isinstance(name, bytes):
         return name
     if name is None or isinstance(name, bool):
-        return to_string(name)
+        return to_string_term(name)
     return None
 
 

@@ -264,23 +264,6 @@ def atom(name: str) -> Atom:
     return Atom(name)
 
 
-def to_string(term: Any) -> str:
-    """Elixir's `to_string/1` for identifiers: atoms give their name, binaries themselves."""
-    if isinstance(term, str):
-        return term
-    if isinstance(term, Atom):
-        return term.name
-    if term is None:
-        return ""
-    if term is True:
-        return "true"
-    if term is False:
-        return "false"
-    if isinstance(term, bytes):
-        return term.decode("utf-8", "surrogateescape")
-    raise TypeError(f"not an identifier: {term!r}")
-
-
 def is_identifier(term: Any) -> bool:
     """An atom (including nil/true/false) or a binary."""
     return isinstance(term, (str, Atom, bytes, bool)) or term is None

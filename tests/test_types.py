@@ -579,7 +579,7 @@ def test_patterns_and_lengths_match_live_elixir() -> None:
 def test_a_pattern_that_backtracks_without_end_is_no_match_within_its_time_limit():
     import time
 
-    from sidecar.types import MATCH_SECONDS
+    from sidecar.pcre import MATCH_SECONDS
 
     started = time.monotonic()
     with pytest.raises(types.ConstraintViolation) as rejected:
