@@ -19,6 +19,7 @@ validated like the original's `Session.validate`) and `parse_imported_variable`
 
 from __future__ import annotations
 
+import operator
 import sys
 from typing import Any, Callable, Optional
 
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from . import types
 from .elixir_inspect import inspect
+from .storage.base import VARIABLE_FIELDS as FIELD_NAMES
 from .storage.base import (
     EMPTY_LIST,
     EMPTY_MAP,
@@ -110,46 +112,32 @@ def _status(status: Any, to_beam: TimeMap) -> Any:
     return {**status, A_STARTED_AT: to_beam(status[A_STARTED_AT])}
 
 
+VARIABLE_FIELDS = tuple(Atom(name) for name in FIELD_NAMES)
+"""The variable struct's field atoms, in the order of the compact tuple (after the module)."""
+
+_struct_values = operator.attrgetter(*FIELD_NAMES)
+_CREATED_AT, _LAST_UPDATED_AT, _STATUS = (FIELD_NAMES.index(name) for name in ("created_at", "last_updated_at", "optimization_status"))
+
+
+def _presented(variable: VariableRecord, to_beam: TimeMap) -> list:
+    """The struct's values in `VARIABLE_FIELDS` order, its times on the BEAM's clock."""
+    values = list(_struct_values(variable))
+    values[_CREATED_AT] = to_beam(values[_CREATED_AT])
+    values[_LAST_UPDATED_AT] = to_beam(values[_LAST_UPDATED_AT])
+    values[_STATUS] = _status(values[_STATUS], to_beam)
+    return values
+
+
 def compact_variable(variable: VariableRecord, variable_struct: Atom, to_beam: TimeMap = _same) -> tuple:
     """`{module, id, name, type, value, constraints, metadata, version, created_at,
     last_updated_at, optimization_status, access_rules}`: the struct's fields in their
     declaration order, led by its module; an optimization status equal to the default one is
     `nil` (a status is always a map, so `nil` is unambiguous)."""
+    values = _presented(variable, to_beam)
     status = variable.optimization_status
     if status is NOT_OPTIMIZING or is_default_status(status):
-        status = None
-    else:
-        status = _status(status, to_beam)
-    return (
-        variable_struct,
-        variable.id,
-        variable.name,
-        variable.type,
-        variable.value,
-        variable.constraints,
-        variable.metadata,
-        variable.version,
-        to_beam(variable.created_at),
-        to_beam(variable.last_updated_at),
-        status,
-        variable.access_rules,
-    )
-
-
-VARIABLE_FIELDS = (
-    A_ID,
-    A_NAME,
-    A_TYPE,
-    A_VALUE,
-    A_CONSTRAINTS,
-    A_METADATA,
-    A_VERSION,
-    A_CREATED_AT,
-    A_LAST_UPDATED_AT,
-    A_OPTIMIZATION_STATUS,
-    A_ACCESS_RULES,
-)
-"""The variable struct's fields, in the order of the compact tuple (after the module)."""
+        values[_STATUS] = None
+    return (variable_struct, *values)
 
 
 def expand_compact_variable(term: Any) -> Optional[dict]:
@@ -169,20 +157,7 @@ def expand_compact_variable(term: Any) -> Optional[dict]:
 
 def render_variable(variable: VariableRecord, variable_struct: Atom, to_beam: TimeMap = _same) -> dict:
     """The variable's struct term (a fresh map sharing the record's immutable maps)."""
-    return {
-        A_STRUCT: variable_struct,
-        A_ID: variable.id,
-        A_NAME: variable.name,
-        A_TYPE: variable.type,
-        A_VALUE: variable.value,
-        A_CONSTRAINTS: variable.constraints,
-        A_METADATA: variable.metadata,
-        A_VERSION: variable.version,
-        A_CREATED_AT: to_beam(variable.created_at),
-        A_LAST_UPDATED_AT: to_beam(variable.last_updated_at),
-        A_OPTIMIZATION_STATUS: _status(variable.optimization_status, to_beam),
-        A_ACCESS_RULES: variable.access_rules,
-    }
+    return {A_STRUCT: variable_struct, **dict(zip(VARIABLE_FIELDS, _presented(variable, to_beam)))}
 
 
 def render_session(
@@ -379,19 +354,8 @@ def parse_session(term: Any, session_struct: Atom, variable_struct: Atom, from_b
 
 # parsing imported variables (import_variables) --------------------------------------------
 
-IMPORT_FIELDS = (
-    "id",
-    "name",
-    "type",
-    "value",
-    "constraints",
-    "metadata",
-    "version",
-    "created_at",
-    "last_updated_at",
-    "optimization_status",
-    "access_rules",
-)
+IMPORT_FIELDS = FIELD_NAMES
+"""An import map may hold any field of the struct (as `Variable.new/1` takes the map whole)."""
 
 
 class ImportedVariable(BaseModel):

@@ -26,6 +26,7 @@ can make every per-variable operation O(1). Listing operations (`session_ids`, `
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 from typing import Any, Optional, Protocol, Union
 
@@ -106,23 +107,28 @@ def new_stamp() -> int:
 # records ---------------------------------------------------------------------------------------
 
 
-class VariableRecord:
-    """One variable's state. Build a changed copy with the `with_*` methods (never assign)."""
+VARIABLE_FIELDS = (
+    "id",
+    "name",
+    "type",
+    "value",
+    "constraints",
+    "metadata",
+    "version",
+    "created_at",
+    "last_updated_at",
+    "optimization_status",
+    "access_rules",
+)
+"""The variable struct's fields in their declaration order: the one list the records, the struct
+and compact forms (`sidecar.structs`) and the persistent backends follow."""
 
-    __slots__ = (
-        "id",
-        "name",
-        "type",
-        "value",
-        "constraints",
-        "metadata",
-        "version",
-        "created_at",
-        "last_updated_at",
-        "optimization_status",
-        "access_rules",
-        "stamp",
-    )
+
+class VariableRecord:
+    """One variable's state. Build a changed copy with the `with_*` methods (never assign).
+    Its slots are `VARIABLE_FIELDS` and `stamp`, in that order, the constructor's order too."""
+
+    __slots__ = VARIABLE_FIELDS + ("stamp",)
 
     def __init__(
         self,
@@ -191,24 +197,14 @@ class VariableRecord:
         )
 
     def fields(self) -> tuple:
-        """Every field, in the constructor's order (what the persistent backends serialize)."""
-        return (
-            self.id,
-            self.name,
-            self.type,
-            self.value,
-            self.constraints,
-            self.metadata,
-            self.version,
-            self.created_at,
-            self.last_updated_at,
-            self.optimization_status,
-            self.access_rules,
-            self.stamp,
-        )
+        """Every slot, in the constructor's order (what the persistent backends serialize)."""
+        return _variable_slots(self)
 
     def __repr__(self) -> str:
         return f"VariableRecord({self.id!r}, version={self.version}, stamp={self.stamp})"
+
+
+_variable_slots = operator.attrgetter(*VariableRecord.__slots__)
 
 
 class SessionRecord:
