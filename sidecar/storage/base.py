@@ -462,6 +462,11 @@ class Unit(Protocol):
     def rollback(self) -> None:
         """Undo every write of the unit."""
 
+    # A shared backend's unit may also have `confirm_reads()`: check that everything the unit
+    # read is still what storage holds, raising Conflict if not. `SessionStore.transact` calls it
+    # before a call answers {:error, reason}: a refusal decided on another store's stale data is
+    # run again (memory, SQLite: nobody else writes, nothing to confirm).
+
 
 class Storage(Protocol):
     """A backend: opened once per sidecar, one unit of work at a time."""

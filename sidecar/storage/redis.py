@@ -89,7 +89,7 @@ class VariableNumbers:
 
     def restore(self, state: tuple) -> None:
         next_number, end, block_start, floor = state
-        if self.block_start == block_start and self.end >= end:
+        if self.block_start == block_start:
             self.next_number, self.end = next_number, end
         else:  # a block reserved during the unit: keep it, nothing of it was handed out
             self.next_number = self.block_start
@@ -358,7 +358,7 @@ class RedisStorage:
                         except Exception:
                             log.exception("a change callback failed")
             except RedisError as error:
-                if not reported:
+                if not reported and not stop.is_set():
                     log.warning("not following changes on %s for now: %s", self.where, error)
                     reported = True
                 stop.wait(0.5)

@@ -661,10 +661,22 @@ class RedisUnit:
 
     # the end of the unit ---------------------------------------------------------------------
 
+    def confirm_reads(self) -> None:
+        """Make sure every read is still what Redis holds (Conflict if not), unless the last
+        script this unit ran already did: before an error answer (`SessionStore.transact`)."""
+        if self.done or all(check[-1] == self.last_seq for check in self.checks.values()):
+            return
+        try:
+            self._read([])
+        except BaseException:
+            self._abandon()
+            raise
+
     def commit(self) -> None:
         if self.done:
             return
-        if not self.ops and all(check[-1] == self.last_seq for check in self.checks.values()):
+        if not self.ops:  # a read-only call: its reads checked (one read script), nothing written
+            self.confirm_reads()
             self._finish()
             return
         try:
