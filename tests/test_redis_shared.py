@@ -261,6 +261,23 @@ def test_each_store_presents_stored_times_on_its_own_beams_monotonic_clock() -> 
         store.close()
 
 
+def test_a_store_whose_clock_is_behind_never_moves_last_accessed_back() -> None:
+    prefix = fresh_prefix()
+    ahead = Node(shared().url, prefix, FakeClock(1000))
+    behind = Node(shared().url, prefix, FakeClock(999))  # whole seconds: a node may be one behind
+    ahead.call("create_session", "s", {A("ttl"): 10})
+    behind.call("register_variable", "s", A("t"), A("float"), 0.5)  # a change at 999
+    behind.clock.set(999)
+    behind.call("get_session", "s")
+    session = ahead.call("get_session", "s")[1]
+    assert session[A("last_accessed")] == 1000 >= session[A("created_at")]
+    # so update_session's validation (last_accessed >= created_at) holds on every store
+    _, fetched, revision = behind.call("fetch_session_for_update", "s")
+    assert behind.call("put_session_if", "s", revision, {**fetched, A("metadata"): {"k": 1}})[0] is OK
+    ahead.close()
+    behind.close()
+
+
 # calls spread over two stores answer exactly as one memory store -----------------------------
 
 from test_fuzz_calls import a_call  # noqa: E402

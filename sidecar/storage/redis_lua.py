@@ -29,8 +29,8 @@ an error never leaves half a commit; answers {1, {j, cv before, HGETALL h after}
 
     I j CA LA TTL REST VC PC TU REV   insert the session (its id in the index, expiry, order)
     R j CA LA TTL REST VC PC TU REV   replace the header, drop variables, index and programs
-    T j LA                            touch
-    C j LA DV DP DU REST              changed: la, rev + 1, counters + deltas, REST unless ""
+    T j LA                            touch (last_accessed = LA unless it is later already)
+    C j LA DV DP DU REST              changed: the same la, rev + 1, counters + deltas, REST unless ""
     D j                               delete the session
     V j VID BYTES STAMP               put a variable (a new id goes to the end of the order)
     v j VID                           delete a variable
@@ -163,6 +163,12 @@ end
 local function expiry(j, la)
   redis.call('ZADD', KEYS[3], tonumber(la) + tonumber(hget(key(j, 1), 'ttl')), ARGV[1 + j])
 end
+local function later(j, la)
+  -- last_accessed never moves back: another node's clock may be a second behind this one's
+  local current = redis.call('HGET', key(j, 1), 'la')
+  if current and tonumber(current) > tonumber(la) then return current end
+  return la
+end
 local function ordered(j, member)
   if not redis.call('ZSCORE', key(j, 6), member) then
     redis.call('ZADD', key(j, 6), redis.call('HINCRBY', key(j, 1), 'oseq', 1), member)
@@ -182,17 +188,19 @@ while a <= n do
     content[j] = true
   elseif op == 'C' then
     local h = key(j, 1)
-    redis.call('HSET', h, 'la', ARGV[a + 2])
+    local la = later(j, ARGV[a + 2])
+    redis.call('HSET', h, 'la', la)
     redis.call('HINCRBY', h, 'rev', 1)
     redis.call('HINCRBY', h, 'vc', ARGV[a + 3])
     redis.call('HINCRBY', h, 'pc', ARGV[a + 4])
     redis.call('HINCRBY', h, 'tu', ARGV[a + 5])
     if ARGV[a + 6] ~= '' then redis.call('HSET', h, 'rest', ARGV[a + 6], 'hv', tok) end
-    expiry(j, ARGV[a + 2])
+    expiry(j, la)
     header[j] = true
   elseif op == 'T' then
-    redis.call('HSET', key(j, 1), 'la', ARGV[a + 2])
-    expiry(j, ARGV[a + 2])
+    local la = later(j, ARGV[a + 2])
+    redis.call('HSET', key(j, 1), 'la', la)
+    expiry(j, la)
     header[j] = true
   elseif op == 'I' or op == 'R' then
     local h = key(j, 1)

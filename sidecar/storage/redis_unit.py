@@ -343,7 +343,9 @@ class RedisUnit:
     def touch_session(self, session_id: SessionId, now: int) -> None:
         session_id = canonical_id(session_id)
         entry = self._existing(session_id)
-        entry.header = entry.header.touched(now)
+        # last_accessed never moves back (the script keeps the later one: another node's clock
+        # may be a second behind this one's)
+        entry.header = entry.header.touched(max(now, entry.header.last_accessed))
         self._wrote(session_id)
         self.ops.append(("T", session_id, decimal(now)))
 
@@ -353,6 +355,7 @@ class RedisUnit:
         session_id = canonical_id(session_id)
         entry = self._existing(session_id)
         header = entry.header
+        now = max(now, header.last_accessed)  # as touch_session
         if worker is _KEEP or worker is ...:
             entry.header = header.changed(now, variables, programs, updates)
             rest = b""
