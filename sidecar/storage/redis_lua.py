@@ -41,7 +41,8 @@ an error never leaves half a commit; answers {1, {j, cv before, HGETALL h after}
     G ID BYTES AT / g ID              put / delete a global program
 
 Every commit sets the node key to its token (an in-doubt commit is resolved by reading it) and,
-when a channel is given, publishes the message there (the change feed: `redis.RedisStorage`).
+when a channel is given and anyone besides the committing sidecar (which always listens)
+subscribes to it, publishes the message there (the change feed: `redis.RedisStorage`).
 """
 
 _PRELUDE = r"""
@@ -262,7 +263,11 @@ for _, j in ipairs(order) do
   out[#out + 1] = {j, pre[j], redis.call('HGETALL', h)}
 end
 redis.call('SET', KEYS[6], tok, 'EX', 86400)
-if ARGV[nk + 3] ~= '' then redis.call('PUBLISH', ARGV[nk + 3], ARGV[nk + 4]) end
+if ARGV[nk + 3] ~= '' then
+  -- only when someone besides this sidecar listens (its own message would only wake it up)
+  local listening = redis.call('PUBSUB', 'NUMSUB', ARGV[nk + 3])[2]
+  if listening > 1 then redis.call('PUBLISH', ARGV[nk + 3], ARGV[nk + 4]) end
+end
 return out
 """
 )

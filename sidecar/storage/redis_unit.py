@@ -46,6 +46,22 @@ _KEEP = object()
 _H, _V, _I, _P, _ST, _ORD = 1, 2, 3, 4, 5, 6
 
 
+_STR_BYTES: dict[str, bytes] = {}
+
+
+def _key_bytes(term: Any) -> bytes:
+    """`term_bytes(term)`, remembered for strings (variable ids and names repeat on every call;
+    only `str`: `1`, `1.0` and `True` are equal dict keys but different terms)."""
+    if type(term) is str:
+        found = _STR_BYTES.get(term)
+        if found is None:
+            if len(_STR_BYTES) > 50_000:
+                _STR_BYTES.clear()
+            found = _STR_BYTES[term] = term_bytes(term)
+        return found
+    return term_bytes(term)
+
+
 def _binary(session_id: Any) -> bool:
     return isinstance(session_id, (str, bytes))
 
@@ -213,15 +229,15 @@ class RedisUnit:
     def _note_variable(self, session_id: Any, entry: CachedSession, variable_id: Any, variable: Optional[VariableRecord]) -> None:
         if (session_id, "var", variable_id) in self.noted:
             return
-        field = b"v:" + term_bytes(variable_id)
+        field = b"v:" + _key_bytes(variable_id)
         stamp = b"" if variable is None else decimal(variable.stamp)
         self._note(session_id, "var", variable_id, ["f", session_id, b"5", field, stamp], entry)
 
     def _note_index(self, session_id: Any, entry: CachedSession, key: Any, variable_id: Any) -> None:
         if (session_id, "idx", key) in self.noted:
             return
-        expected = b"" if variable_id is None else term_bytes(variable_id)
-        self._note(session_id, "idx", key, ["f", session_id, b"3", term_bytes(key), expected], entry)
+        expected = b"" if variable_id is None else _key_bytes(variable_id)
+        self._note(session_id, "idx", key, ["f", session_id, b"3", _key_bytes(key), expected], entry)
 
     def _note_program(self, session_id: Any, entry: CachedSession, key: bytes) -> None:
         if (session_id, "prog", key) in self.noted:
@@ -399,10 +415,10 @@ class RedisUnit:
         self.ops.append(("R", session_id, *self._header_fields(header)))
         for variable in contents.variables:
             fresh.variables[variable.id] = variable
-            self.ops.append(("V", session_id, term_bytes(variable.id), variable_bytes(variable), decimal(variable.stamp)))
+            self.ops.append(("V", session_id, _key_bytes(variable.id), variable_bytes(variable), decimal(variable.stamp)))
         for key, variable_id in contents.index.items():
             fresh.index[key] = variable_id
-            self.ops.append(("N", session_id, term_bytes(key), term_bytes(variable_id)))
+            self.ops.append(("N", session_id, _key_bytes(key), _key_bytes(variable_id)))
         for program_id, data in contents.programs:
             key = program_key(program_id)
             stamp = decimal(new_stamp())
@@ -514,12 +530,12 @@ class RedisUnit:
         entry.variables[variable.id] = variable
         self.changed_variables.setdefault(session_id, []).append(variable.id)
         data = variable_bytes(variable)
-        self.ops.append(("V", session_id, term_bytes(variable.id), data, decimal(variable.stamp)))
+        self.ops.append(("V", session_id, _key_bytes(variable.id), data, decimal(variable.stamp)))
         self.cache.resized(session_id, len(data))
         if index_key is not None:
             self.noted.add((session_id, "idx", index_key))
             entry.index[index_key] = variable.id
-            self.ops.append(("N", session_id, term_bytes(index_key), term_bytes(variable.id)))
+            self.ops.append(("N", session_id, _key_bytes(index_key), _key_bytes(variable.id)))
         self._wrote(session_id)
         return old is None
 
@@ -531,12 +547,12 @@ class RedisUnit:
             self._note_variable(session_id, entry, variable_id, variables[variable_id])
             del variables[variable_id]
             self.changed_variables.setdefault(session_id, []).append(variable_id)
-            self.ops.append(("v", session_id, term_bytes(variable_id)))
+            self.ops.append(("v", session_id, _key_bytes(variable_id)))
         if index_key is not None and index_key in entry.index:
             self._note_index(session_id, entry, index_key, entry.index[index_key])
             self.noted.add((session_id, "idx", index_key))
             del entry.index[index_key]
-            self.ops.append(("n", session_id, term_bytes(index_key)))
+            self.ops.append(("n", session_id, _key_bytes(index_key)))
         self._wrote(session_id)
 
     def variables(self, session_id: SessionId) -> list[VariableRecord]:
