@@ -330,8 +330,112 @@ defmodule Demo.Durable do
         :exit, {{:sidecar_down, _}, _} -> {:halt, {w, acknowledged}}
       end
     end)
+defmodule Demo.Redis do
+  @moduledoc """
+  The Redis part: two stores (two sidecars) on one Redis act as one store; one store's sidecar
+  is killed with SIGKILL and the other keeps serving every session. Uses a redis-server of its
+  own on a free port (skipped with a note when redis-server is not installed).
+  """
+
+  alias SnakepitSidecar.SessionStore, as: Store
+  import Demo, only: [step: 1, show: 2]
+
+  def run do
+    Code.require_file("test/support/redis_server.ex", __DIR__)
+    redis_server = Module.concat([SnakepitSidecar, RedisServer])
+
+    if redis_server.executable() == nil do
+      step("Redis: skipped (redis-server is not installed; scripts/setup installs it)")
+    else
+      server = redis_server.start()
+
+      try do
+        two_stores(redis_server.url(server))
+      after
+        redis_server.close(server)
+      end
+    end
+  end
+
+  defp two_stores(url) do
+    step("Redis: two stores, each with its own sidecar, on one Redis (#{url})")
+
+    opts = [
+      name: nil,
+      storage: {:redis, url, prefix: "demo:"},
+      sidecar_args: ["--log-level", "error"]
+    ]
+
+    {:ok, node_a} = Store.start_link(opts)
+    {:ok, node_b} = Store.start_link(opts)
+
+    show(
+      "sidecar os pids",
+      {Store.sidecar_info(node_a).os_pid, Store.sidecar_info(node_b).os_pid}
+    )
+
+    {:ok, _} = Store.create_session(node_a, "shared_ctx", metadata: %{made_on: :node_a})
+    {:ok, id} = Store.register_variable(node_a, "shared_ctx", :temperature, :float, 0.7)
+    show("node A registered", id)
+    :ok = Store.update_variable(node_b, "shared_ctx", :temperature, 0.9)
+
+    show(
+      "node B updated it; node A reads",
+      Store.get_variable_value(node_a, "shared_ctx", :temperature)
+    )
+
+    {:ok, _} = Store.create_session(node_b, "made_on_b")
+    show("node A sees node B's session", Store.session_exists?(node_a, "made_on_b"))
+
+    show(
+      "global stats from node B",
+      Map.take(Store.get_stats(node_b), [:sessions_created, :current_sessions])
+    )
+
+    step("Redis: kill node A's sidecar with SIGKILL; node B keeps serving every session")
+    old = Store.sidecar_info(node_a).os_pid
+    SnakepitSidecar.OSProcess.kill(old)
+    show("node B reads shared_ctx", Store.get_variable_value(node_b, "shared_ctx", :temperature))
+    :ok = Store.update_variable(node_b, "shared_ctx", :temperature, 1.1)
+
+    show(
+      "node B updated it again",
+      Store.get_variable(node_b, "shared_ctx", :temperature)
+      |> elem(1)
+      |> Map.take([:value, :version])
+    )
+
+    wait_for_new_sidecar(node_a, old)
+    show("node A is back with a new sidecar", Store.sidecar_info(node_a).os_pid)
+
+    show(
+      "and sees everything",
+      Store.get_variable(node_a, "shared_ctx", :temperature)
+      |> elem(1)
+      |> Map.take([:value, :version])
+    )
+
+    show("sessions from node A", Enum.sort(Store.list_sessions(node_a)))
+    GenServer.stop(node_a)
+    GenServer.stop(node_b)
+  end
+
+  defp wait_for_new_sidecar(store, old, tries \\ 250) do
+    os_pid =
+      try do
+        Store.sidecar_info(store).os_pid
+      catch
+        :exit, _ -> nil
+      end
+
+    cond do
+      os_pid not in [nil, old] -> :ok
+      tries == 0 -> raise "timed out waiting for a new sidecar"
+      true -> Process.sleep(20) && wait_for_new_sidecar(store, old, tries - 1)
+    end
   end
 end
 
 Logger.configure(level: :warning)
 Demo.run()
+Demo.Redis.run()

@@ -41,6 +41,16 @@ class SidecarOptions(BaseModel):
     spin_us: int = Field(50, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking")
     storage: str = Field("memory", description="memory, sqlite:PATH or redis://HOST:PORT/DB")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
+    redis_prefix: str = Field("snakepit:", min_length=1, description="prefix of every Redis key of this store")
+    redis_timeout_ms: int = Field(1000, ge=10, le=60_000, description="Redis connect and read timeout")
+    redis_cache_mb: int = Field(64, ge=0, le=1_000_000, description="memory for copies of Redis sessions")
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _redis_prefix(cls, value: str) -> str:
+        from sidecar.storage.redis_layout import check_prefix
+
+        return check_prefix(value)  # a ValueError names what is wrong
 
     @field_validator("storage")
     @classmethod
@@ -54,8 +64,14 @@ class SidecarOptions(BaseModel):
         """The backend `storage` names, with its options."""
         from sidecar.storage.factory import StorageSpec
 
-        options = {"synchronous": self.sqlite_synchronous} if self.storage.startswith("sqlite:") else {}
-        return StorageSpec.parse(self.storage, **options)
+        spec = StorageSpec.parse(self.storage)
+        if spec.kind == "sqlite":
+            return StorageSpec.parse(self.storage, synchronous=self.sqlite_synchronous)
+        if spec.kind == "redis":
+            return StorageSpec.parse(
+                self.storage, prefix=self.redis_prefix, timeout_ms=self.redis_timeout_ms, cache_mb=self.redis_cache_mb
+            )
+        return spec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
             "normal (default: a commit survives the sidecar's death; a power loss can lose the last ones) or full "
             "(fsync on every commit: survives a power loss too, slower)"
         ),
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        metavar="PREFIX",
+        help=f"prefix of every Redis key of this store, so independent stores can share one Redis (default {defaults.redis_prefix}; no braces)",
+    )
+    parser.add_argument(
+        "--redis-timeout-ms",
+        metavar="MS",
+        help=(
+            f"Redis connect and read timeout (default {defaults.redis_timeout_ms}): with Redis unreachable a call answers "
+            "{:error, {:storage_error, message}} within about twice this"
+        ),
+    )
+    parser.add_argument(
+        "--redis-cache-mb",
+        metavar="MB",
+        help=f"memory for this sidecar's copies of the Redis sessions it works on (default {defaults.redis_cache_mb})",
     )
     parser.add_argument(
         "--enable-test-calls", action="store_true", default=None, help="serve the test-only calls (fake clock and the like)"

@@ -178,6 +178,11 @@ class SessionStore:
             try:
                 outcome = work()
                 if failed(outcome):
+                    # a shared backend first makes sure the refusal was decided on current data
+                    # (it raises Conflict if not: the call then runs again)
+                    confirm = getattr(tx, "confirm_reads", None)
+                    if confirm is not None:
+                        confirm()
                     tx.rollback()
                 else:
                     tx.commit()

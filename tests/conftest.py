@@ -1,6 +1,7 @@
 """Shared fixtures: `client` runs every contract test in-process (answering with structs, and
 with compact variables expanded as the harness does) and against a real sidecar process, each
-on every storage backend (tests/backends.py: memory, copying, SQLite).
+on every storage backend (tests/backends.py: memory, copying, SQLite, and Redis when a
+redis-server is installed: the run's own, tests/redis_server.py, stopped at the end).
 
 A subprocess sidecar is started once per backend per test run and emptied between tests with
 the test-only `__reset__` call (starting a Python process per test would cost ~0.25 s each);
@@ -23,7 +24,7 @@ settings.load_profile("project")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests' helper modules
 
-from backends import BACKENDS, remove_sqlite_files, storage_option  # noqa: E402
+from backends import BACKENDS, remove_sqlite_files, storage_args  # noqa: E402
 from inprocess_client import Client  # noqa: E402
 from sidecar.terms import Atom  # noqa: E402
 
@@ -41,7 +42,8 @@ class _SharedSidecar:
     def __init__(self, backend: str = "memory") -> None:
         self.client: Any = None
         self.backend = backend
-        self.storage = storage_option(backend)
+        self.args = storage_args(backend)
+        self.storage = self.args[1]
 
     def fresh(self) -> Any:
         if self.client is not None:
@@ -53,7 +55,7 @@ class _SharedSidecar:
                 pass
             self.close()
         remove_sqlite_files(self.storage)
-        self.client = SubprocessClient("--storage", self.storage)
+        self.client = SubprocessClient(*self.args)
         return self.client
 
     def close(self) -> None:
@@ -79,6 +81,15 @@ class _SharedSidecars:
     def close(self) -> None:
         for shared in self.by_backend.values():
             shared.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_redis() -> Iterator[None]:
+    """The run's redis-server (started by the first test that needs it) is stopped at the end."""
+    yield
+    from redis_server import stop_shared
+
+    stop_shared()
 
 
 @pytest.fixture(scope="session")

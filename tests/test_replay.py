@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from backends import BACKENDS
+from backends import BACKENDS, storage_option
 
 from sidecar import codec
 from sidecar.replay import cli
@@ -94,6 +94,8 @@ def test_recordings_are_checked_in():
 @pytest.mark.parametrize("storage", BACKENDS)
 @pytest.mark.parametrize("recording", RECORDINGS, ids=[p.stem for p in RECORDINGS])
 def test_recording_replays_cleanly(recording: Path, storage: str, capsys):
+    if storage == "redis":
+        storage = storage_option("redis")  # the run's redis-server (a fresh prefix per recording)
     status, out = run_replay(capsys, "--storage", storage, recording)
     assert status == 0, out
     assert f"ok   {recording}" in out

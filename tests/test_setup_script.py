@@ -2,8 +2,8 @@
 terminal, the tools' output in the log file, the log's tail when a step fails.
 
 The steps that would install something are driven with a stand-in Python (a shell script), so
-nothing is installed; the test skips when `elixir`/`mix` are not on PATH, since the script would
-then install Debian's elixir.
+nothing is installed; the test skips when `elixir`/`mix` or `redis-server` are not on PATH, since
+the script would then install Debian's packages.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "scripts" / "setup"
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("elixir") is None or shutil.which("mix") is None,
-    reason="without elixir on PATH, scripts/setup would install it",
+    shutil.which("elixir") is None or shutil.which("mix") is None or shutil.which("redis-server") is None,
+    reason="without elixir or redis-server on PATH, scripts/setup would install them",
 )
 
 # Fails the "is it installed?" checks (`-c ...`), then plays a noisy pip (`-m pip ...`).
@@ -50,10 +50,11 @@ def test_one_line_per_step_and_nothing_else_on_the_terminal(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     assert lines[0].startswith("setup: Elixir") and lines[0].endswith("... found")
-    assert lines[1].startswith("setup: the Python package") and lines[1].endswith("... found")
-    assert lines[2] == "setup: compiling the Elixir harness (MIX_ENV=test) ... done"
+    assert lines[1].startswith("setup: redis-server") and lines[1].endswith("... found")
+    assert lines[2].startswith("setup: the Python package") and lines[2].endswith("... found")
+    assert lines[3] == "setup: compiling the Elixir harness (MIX_ENV=test) ... done"
     assert "== compiling the Elixir harness (MIX_ENV=test)" in log
 
 
@@ -64,8 +65,8 @@ def test_an_installing_step_sends_its_output_to_the_log(tmp_path: Path) -> None:
     result, log = run_setup(tmp_path, str(python))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 2, lines
-    assert lines[1].startswith("setup: installing the Python package") and lines[1].endswith("done")
+    assert len(lines) == 3, lines
+    assert lines[2].startswith("setup: installing the Python package") and lines[2].endswith("done")
     assert "pip noise" not in result.stderr + result.stdout
     assert "pip noise 199" in log
     assert f"$ {python} -m pip install" in log

@@ -24,10 +24,15 @@
 # for `taskset -c 0`: SQLite storage beside memory storage in one run, sequential and 16 callers,
 # and the bytes on disk per variable; it writes its own section of docs/benchmarks.md.
 #
+# --redis (first argument): the Redis pass instead (Bench.RedisPass, bench/lib/redis_pass.exs),
+# meant to run under `taskset -c 0`: a memory store and a Redis store (on a redis-server it starts)
+# side by side; sequential get/update latency, the rate with 16 callers, Redis round trips per
+# call; it writes only its own section of docs/benchmarks.md.
+#
 # --quick: short cells and 1,000 sessions for memory (a ~20 s smoke test); it does not touch the
 # docs unless --write is given. A full run writes them unless --no-write is given.
 
-for file <- ~w(echo_floor measure workload memory targets report common one_cpu storage_pass) do
+for file <- ~w(echo_floor measure workload memory targets report common one_cpu storage_pass redis_pass) do
   Code.require_file("lib/#{file}.exs", __DIR__)
 end
 
@@ -40,6 +45,8 @@ defmodule Bench.Main do
 
   @session_sizes [1, 100, 1000]
   @callers [1, 16, 64]
+
+  def main(["--redis" | argv]), do: Bench.RedisPass.run(Common.options(argv))
 
   def main(argv) do
     case Common.options(argv) do

@@ -17,6 +17,12 @@ defmodule SnakepitSidecar.StorageTest do
 
     assert Storage.args({:redis, "redis://h:1/0", prefix: "app1"}) ==
              ["--storage", "redis://h:1/0", "--redis-prefix", "app1"]
+
+    assert Storage.args({:redis, "redis://h:1/0", prefix: "a:", timeout: 250}) ==
+             ["--storage", "redis://h:1/0", "--redis-prefix", "a:", "--redis-timeout-ms", "250"]
+
+    assert Storage.args({:redis, "redis://h:1/0", timeout: 250}) ==
+             ["--storage", "redis://h:1/0", "--redis-timeout-ms", "250"]
   end
 
   test "a relative SQLite path is made absolute on this node" do
@@ -30,6 +36,9 @@ defmodule SnakepitSidecar.StorageTest do
     assert {:error, message} = Options.validate(storage: {:sqlite, nil})
     assert message =~ "invalid value for option :storage: expected :memory, {:sqlite, path}"
     refute Storage.valid?({:redis, "redis://x", prefix: ""})
+    refute Storage.valid?({:redis, "redis://x", prefix: "a{b"})
+    refute Storage.valid?({:redis, "redis://x", timeout: 0})
+    assert Storage.valid?({:redis, "redis://x", prefix: "app:", timeout: 500})
     assert Storage.durable?({:sqlite, "x"}) and not Storage.durable?(:memory)
     assert Storage.shared?({:redis, "redis://x"}) and not Storage.shared?({:sqlite, "x"})
   end

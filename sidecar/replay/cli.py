@@ -1,6 +1,7 @@
 """`snakepit-sidecar replay [--timeout S] [--sidecar CMD] [--storage KIND] FILE...`: replay recordings.
 
-Each file is replayed against its own fresh sidecar (and fresh storage: `--storage`). Prints `ok FILE (N frames)` per matching
+Each file is replayed against its own fresh sidecar (and fresh storage: `--storage`; on Redis, a
+key prefix of its own, whose keys are deleted afterwards). Prints `ok FILE (N frames)` per matching
 file, and for a mismatching one the first mismatching frame (request, expected and actual term
 as Elixir prints them, and the path to the difference). Exit status: 0 when every file matches,
 1 when one does not, 2 for a usage error or a file that is not a readable recording.
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND",
         default="memory",
         help=(
-            "the replayed sidecar's storage: memory (default), copying, or sqlite (a fresh temporary file "
-            "for each recording); the answers must not depend on it"
+            "the replayed sidecar's storage: memory (default), copying, sqlite (a fresh temporary file "
+            "for each recording) or a redis://HOST:PORT/DB URL (a fresh key prefix for each recording); "
+            "the answers must not depend on it"
         ),
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only failures")
@@ -67,8 +69,35 @@ def storage_arguments(kind: str) -> Iterator[list[str]]:
     elif kind == "sqlite":
         with tempfile.TemporaryDirectory(prefix="replay-sqlite-") as directory:
             yield ["--storage", f"sqlite:{os.path.join(directory, 'store.db')}"]
+    elif is_redis(kind):
+        prefix = f"replay-{os.urandom(6).hex()}:"
+        try:
+            yield ["--storage", kind, "--redis-prefix", prefix]
+        finally:
+            _delete_redis_store(kind, prefix)
     else:
-        raise ValueError(f"unknown storage {kind!r}: memory, copying or sqlite")
+        raise ValueError(f"unknown storage {kind!r}: memory, copying, sqlite or a redis:// URL")
+
+
+def is_redis(kind: str) -> bool:
+    return kind.startswith(("redis://", "rediss://", "unix://"))
+
+
+def _delete_redis_store(url: str, prefix: str) -> None:
+    """Delete the keys a replay left under `prefix` (best effort: Redis may be gone)."""
+    from sidecar.storage.base import StorageError
+    from sidecar.storage.redis import RedisStorage
+
+    try:
+        storage = RedisStorage(url, prefix, follow_changes=False)
+    except StorageError:
+        return
+    try:
+        storage.reset()
+    except StorageError:
+        pass
+    finally:
+        storage.close()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -82,8 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: error: --timeout must be positive", file=sys.stderr)
         return EXIT_USAGE
     command = shlex.split(args.sidecar) if args.sidecar else default_sidecar_command()
-    if args.storage not in ("memory", "copying", "sqlite"):
-        print(f"{PROG}: error: --storage must be memory, copying or sqlite", file=sys.stderr)
+    if args.storage not in ("memory", "copying", "sqlite") and not is_redis(args.storage):
+        print(f"{PROG}: error: --storage must be memory, copying, sqlite or a redis:// URL", file=sys.stderr)
         return EXIT_USAGE
     status = EXIT_OK
     for path in args.files:

@@ -17,6 +17,11 @@ them one step for every other reader; `rollback()` undoes them, so a call that a
 the backend's sense (SQLite: one transaction per chunk of frames, group commit; memory: a no-op;
 Redis: every commit already is). The sidecar flushes before it writes the replies of a chunk.
 
+A backend that other stores write too (Redis) may offer `watch(callback)`: `callback(Change)` for
+every commit of another store, from a thread of its own; it returns a function that stops it.
+`watch_changes` calls it where it exists; on the other backends nobody else writes, so it never
+calls back. It is how a cache above the store (the harness's) can learn of others' writes.
+
 Every operation names its session by id, so a backend needs no session object in memory, and
 each touches one session header, variable, index entry or program: a durable or shared backend
 can make every per-variable operation O(1). Listing operations (`session_ids`, `variables`,
@@ -28,7 +33,7 @@ from __future__ import annotations
 import itertools
 import operator
 import random
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Callable, NamedTuple, Optional, Protocol, Union
 
 from ..terms import Atom
 
@@ -89,6 +94,27 @@ class StorageError(Exception):
 
 class StorageOpenError(StorageError):
     """The backend could not be opened (bad path, file in use, unknown schema version ...)."""
+
+
+class Change(NamedTuple):
+    """What one commit of another store changed (`watch_changes`)."""
+
+    sessions: dict
+    """Session id -> the ids of the variables it put or deleted (the header may have changed
+    too; a session that is gone is listed with what it last changed)."""
+    global_programs: list
+    """Ids of the global programs it stored or deleted."""
+    origin: str
+    """Which store made it (an id that sidecar chose at random when it started)."""
+
+
+def watch_changes(storage: Any, callback: Callable[[Change], None]) -> Callable[[], None]:
+    """Have `callback` called with each `Change` other stores make to `storage`; returns the
+    function that stops it. Backends nobody else writes (memory, SQLite) never call it."""
+    watch = getattr(storage, "watch", None)
+    if watch is None:
+        return lambda: None
+    return watch(callback)
 
 
 # stamps ----------------------------------------------------------------------------------------
@@ -431,6 +457,11 @@ class Unit(Protocol):
 
     def rollback(self) -> None:
         """Undo every write of the unit."""
+
+    # A shared backend's unit may also have `confirm_reads()`: check that everything the unit
+    # read is still what storage holds, raising Conflict if not. `SessionStore.transact` calls it
+    # before a call answers {:error, reason}: a refusal decided on another store's stale data is
+    # run again (memory, SQLite: nobody else writes, nothing to confirm).
 
 
 class Storage(Protocol):

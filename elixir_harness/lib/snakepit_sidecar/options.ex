@@ -58,7 +58,7 @@ defmodule SnakepitSidecar.Options do
       doc:
         "`:memory`, `{:sqlite, path}` (durable: survives the sidecar; options " <>
           "`synchronous: :normal \\| :full`) or `{:redis, url}` (shared by every store on that " <>
-          "Redis; option `prefix: string`): `SnakepitSidecar.Storage`, `docs/storage.md`"
+          "Redis; options `prefix: string`, `timeout: ms`): `SnakepitSidecar.Storage`, `docs/storage.md`"
     ],
     record: [
       type: {:or, [{:in, [nil]}, :non_empty_string]},
