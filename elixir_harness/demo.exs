@@ -209,6 +209,7 @@ defmodule Demo do
 
     Supervisor.stop(sup)
     Demo.Durable.run()
+    Demo.Redis.run()
 
     step("Stop")
     IO.puts("  done.")
@@ -330,6 +331,9 @@ defmodule Demo.Durable do
         :exit, {{:sidecar_down, _}, _} -> {:halt, {w, acknowledged}}
       end
     end)
+  end
+end
+
 defmodule Demo.Redis do
   @moduledoc """
   The Redis part: two stores (two sidecars) on one Redis act as one store; one store's sidecar
@@ -438,4 +442,3 @@ end
 
 Logger.configure(level: :warning)
 Demo.run()
-Demo.Redis.run()

@@ -32,7 +32,8 @@
 # --quick: short cells and 1,000 sessions for memory (a ~20 s smoke test); it does not touch the
 # docs unless --write is given. A full run writes them unless --no-write is given.
 
-for file <- ~w(echo_floor measure workload memory targets report common one_cpu storage_pass redis_pass) do
+for file <-
+      ~w(echo_floor measure workload memory targets report common one_cpu storage_pass redis_pass) do
   Code.require_file("lib/#{file}.exs", __DIR__)
 end
 
