@@ -30,19 +30,23 @@ class Clock:
     one between two runs shifts the older records by the jump (docs/storage.md, "Time").
 
     Storage time is the BEAM's monotonic seconds plus `beam_offset`, a whole number of seconds:
-    the difference between the wall clock and the BEAM's monotonic clock, rounded. Within one
-    BEAM that difference is the same for every sidecar it starts (to within a millisecond or
-    so), so a record keeps its BEAM time across restarts of the sidecar; under a new BEAM it is
-    right to within half a second. The BEAM's clock comes from `:hello`: `monotonic_time_ms`
-    (exact to the millisecond) or `monotonic_time` (whole seconds). Without either, there is no
-    BEAM time: presented and storage time are both the wall clock's. `advance(seconds)` moves
-    both (test-only `__advance_clock__`).
+    the difference between the wall clock and the BEAM's monotonic clock, rounded. With the
+    BEAM's own `System.time_offset/1` (`:hello`'s `time_offset_ms`) that difference is the
+    BEAM's, the same number for every sidecar the BEAM starts, so a record keeps its BEAM time
+    exactly across restarts of the sidecar and two sidecars of one BEAM (two stores on one Redis)
+    agree to the second; without it, the wall clock read here stands in (the same to within the
+    handshake's latency). Under a new BEAM old records are right to within half a second. The
+    BEAM's clock comes from `:hello`: `monotonic_time_ms` (exact to the millisecond) or
+    `monotonic_time` (whole seconds). Without either, there is no BEAM time: presented and
+    storage time are both the wall clock's. `advance(seconds)` moves both (test-only
+    `__advance_clock__`).
     """
 
     def __init__(
         self,
         beam_monotonic_at_start: Optional[int] = None,
         beam_monotonic_ms: Optional[int] = None,
+        beam_time_offset_ms: Optional[int] = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -56,7 +60,10 @@ class Clock:
         else:
             beam_ms = int(wall_now * 1000)
         self._beam_start_ms = beam_ms
-        self.beam_offset = round(wall_now - beam_ms / 1000)
+        if beam_time_offset_ms is not None and (beam_monotonic_ms is not None or beam_monotonic_at_start is not None):
+            self.beam_offset = round(beam_time_offset_ms / 1000)
+        else:
+            self.beam_offset = round(wall_now - beam_ms / 1000)
         self._offset = 0
         self._last_now = 0
         self._stamp_second: Optional[int] = None

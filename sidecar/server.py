@@ -75,6 +75,7 @@ class HelloOptions(BaseModel):
     cleanup_interval: int | None = Field(None, ge=1)
     monotonic_time: int | None = None
     monotonic_time_ms: int | None = None
+    time_offset_ms: int | None = None
     telemetry: bool | None = None
     compact_variables: bool | None = None
 
@@ -314,9 +315,9 @@ class Sidecar:
             self.telemetry_enabled = self.store.telemetry = options.telemetry
         self.config = self.config.model_copy(update=overrides)
         if options.monotonic_time_ms is not None:
-            self.clock = self._clock_factory(None, options.monotonic_time_ms)
+            self.clock = self._clock_factory(None, options.monotonic_time_ms, options.time_offset_ms)
         elif options.monotonic_time is not None:
-            self.clock = self._clock_factory(options.monotonic_time)
+            self.clock = self._clock_factory(options.monotonic_time, None, options.time_offset_ms)
         self.store.reconfigure(self.config, self.clock)
         self.replies.configure(self.config, self.clock)
 

@@ -75,3 +75,15 @@ def test_fake_clock_moves_only_when_told():
     assert clock.utc_iso8601() > wall
     clock.set(100)
     assert clock.now() == 100
+
+
+def test_the_beams_own_time_offset_makes_every_sidecar_of_it_agree():
+    """Two sidecars of one BEAM, started at different moments with wall clocks read a little
+    apart, round the BEAM's `System.time_offset/1`, not their own readings: the same offset."""
+    offset_ms = 1_796_000_000_500  # on the half second: the worst case for rounding readings
+    clocks = [
+        Clock(beam_monotonic_ms=mono, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall)
+        for mono, wall in ((-5_000, 1_796_000_000.5 - 5 - 0.001), (70_000, 1_796_000_000.5 + 70 + 0.001))
+    ]
+    assert clocks[0].beam_offset == clocks[1].beam_offset == round(offset_ms / 1000)
+    assert clocks[0].to_beam(clocks[0].now()) == -5 and clocks[1].to_beam(clocks[1].now()) == 70

@@ -7,7 +7,8 @@ defmodule SnakepitSidecar.Handshake do
   `opts` carries the struct modules, the TTL defaults, the cleanup interval,
   `monotonic_time:` and `monotonic_time_ms:` (this node's monotonic clock in seconds and in
   milliseconds: the sidecar presents its timestamps on that clock, and the milliseconds let it
-  line its stored times up with it exactly, `docs/storage.md`, "Time"),
+  line its stored times up with it exactly), `time_offset_ms:` (`System.time_offset/1`: every
+  sidecar of this node then stores times on the same offset, `docs/storage.md`, "Time"),
   `telemetry:` (whether `:telemetry` is loaded) and `compact_variables: true`
   (`SnakepitSidecar.Client` expands the compact variables,
   `SnakepitSidecar.Protocol.expand_variables/2`).
@@ -44,6 +45,7 @@ defmodule SnakepitSidecar.Handshake do
       cleanup_interval: config.cleanup_interval,
       monotonic_time: Integer.floor_div(now_ms, 1000),
       monotonic_time_ms: now_ms,
+      time_offset_ms: System.time_offset(:millisecond),
       telemetry: telemetry?,
       compact_variables: true
     }
