@@ -8,9 +8,11 @@ defmodule SnakepitSidecar.Handshake do
   `monotonic_time:` and `monotonic_time_ms:` (this node's monotonic clock in seconds and in
   milliseconds: the sidecar presents its timestamps on that clock, and the milliseconds let it
   line its stored times up with it exactly, `docs/storage.md`, "Time"),
-  `telemetry:` (whether `:telemetry` is loaded) and `compact_variables: true`
+  `telemetry:` (whether `:telemetry` is loaded), `compact_variables: true`
   (`SnakepitSidecar.Client` expands the compact variables,
-  `SnakepitSidecar.Protocol.expand_variables/2`).
+  `SnakepitSidecar.Protocol.expand_variables/2`) and `read_cache:` (whether the store keeps a
+  read cache: the sidecar then sends `{:invalidate, :all}` after its periodic cleanup removed
+  sessions, `SnakepitSidecar.ReadCache`).
 
   Outcomes of a handshake that fails:
 
@@ -45,7 +47,8 @@ defmodule SnakepitSidecar.Handshake do
       monotonic_time: Integer.floor_div(now_ms, 1000),
       monotonic_time_ms: now_ms,
       telemetry: telemetry?,
-      compact_variables: true
+      compact_variables: true,
+      read_cache: SnakepitSidecar.ReadCache.enabled?(config)
     }
   end
 
