@@ -5,7 +5,9 @@
   second on the BEAM's clock (nil for a missing session or a malformed entry), and is no error;
 * the periodic cleanup sends `{:invalidate, :all}` after it removed sessions, only to a harness
   that said `read_cache: true` in `:hello`, and nothing when it removed none;
-* the arguments memo of `codec.decode_call` is keyed by names of calls that exist.
+* the arguments memo of `codec.decode_call` is keyed by names of calls that exist;
+* the encoded-variable cache of `replies` stays bounded (dropping its older half), keeps the
+  newest, and answers every record with its own encoding.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sidecar.clock import FakeClock
 from sidecar.config import StoreConfig
 from sidecar.protocol import frame
 from sidecar.store import SessionStore
+from sidecar.structs import compact_variable
 from sidecar.terms import Atom
 
 A = Atom
@@ -105,3 +108,20 @@ def test_the_decode_memo_names_calls_that_exist():
     body = codec.encode((A("call"), 7, A("has_variable?"), ["s", A("v")]))
     assert codec.decode_call(body) == (7, A("has_variable?"), ["s", A("v")])
     assert codec._decoded_args.get(body[body.index(b"has_variable?") + len(b"has_variable?") :]) == ("s", A("v"))
+
+
+def test_the_encoded_variable_cache_stays_bounded_keeps_the_newest_and_answers_right():
+    from sidecar.replies import Replies
+    from sidecar.storage.base import EMPTY_MAP, VariableRecord
+
+    config = StoreConfig().model_copy(update={"compact_variables": True})
+    replies = Replies(config, FakeClock(0), cache_entries=10)
+    records = [VariableRecord(f"var_v_{i}", A("v"), A("float"), float(i), EMPTY_MAP, EMPTY_MAP, i, 0, 0) for i in range(35)]
+    for record in records:
+        replies.compact_term(record)
+        assert len(replies._compacts) <= 10
+    assert records[-1].stamp in replies._compacts  # the newest are kept
+    assert records[0].stamp not in replies._compacts  # the oldest went first
+    for record in records:  # kept or not, every answer is the record's own encoding
+        expected = codec.encode_body(compact_variable(record, config.variable_struct, replies._to_beam))
+        assert replies.compact_term(record).etf == expected

@@ -20,6 +20,11 @@
 # variables, measured the same way; it writes only its own section of docs/benchmarks.md
 # (between <!-- bench-one-cpu:start --> and <!-- bench-one-cpu:end -->).
 #
+# --read-cache: the read-cache pass instead (Bench.CachePass, bench/lib/cache_pass.exs, issue 15),
+# run by scripts/bench unpinned and then under `taskset -c 0`: the cache's hits against an
+# in-BEAM baseline (a GenServer over ETS, like the original), updates against a C echo floor,
+# with :telemetry loaded; each run writes its own section of docs/benchmarks.md.
+#
 # --quick: short cells and 1,000 sessions for memory (a ~20 s smoke test); it does not touch the
 # docs unless --write is given. A full run writes them unless --no-write is given.
 
@@ -39,9 +44,19 @@ defmodule Bench.Main do
 
   def main(argv) do
     case Common.options(argv) do
+      %{read_cache: true} = options -> read_cache_pass(options)
       %{one_cpu: true} = options -> Bench.OneCpu.run(options)
       options -> run(options)
     end
+  end
+
+  # The read-cache pass (Bench.CachePass) loads :telemetry, so its modules are loaded only here.
+  defp read_cache_pass(options) do
+    for file <- ~w(telemetry_stand_in c_echo ets_baseline cache_pass) do
+      Code.require_file("lib/#{file}.exs", __DIR__)
+    end
+
+    apply(Bench.CachePass, :run, [options])
   end
 
   defp run(%{quick: quick?, write: write?}) do

@@ -43,17 +43,25 @@ defmodule Bench.Common do
   The command-line flags of either pass: `{quick?, write?}` (a full run writes the docs unless
   `--no-write`, a quick one only with `--write`) and whether `--one-cpu` was given.
   """
-  @spec options([String.t()]) :: %{quick: boolean(), write: boolean(), one_cpu: boolean()}
+  @spec options([String.t()]) :: %{
+          quick: boolean(),
+          write: boolean(),
+          one_cpu: boolean(),
+          read_cache: boolean()
+        }
   def options(argv) do
     {flags, _, _} =
-      OptionParser.parse(argv, strict: [quick: :boolean, write: :boolean, one_cpu: :boolean])
+      OptionParser.parse(argv,
+        strict: [quick: :boolean, write: :boolean, one_cpu: :boolean, read_cache: :boolean]
+      )
 
     quick? = Keyword.get(flags, :quick, false)
 
     %{
       quick: quick?,
       write: Keyword.get(flags, :write, not quick?),
-      one_cpu: Keyword.get(flags, :one_cpu, false)
+      one_cpu: Keyword.get(flags, :one_cpu, false),
+      read_cache: Keyword.get(flags, :read_cache, false)
     }
   end
 
