@@ -3,6 +3,17 @@ defmodule SnakepitSidecar.Client do
   The caller's side of a request: `call/4` runs in the calling process, sends the request and
   waits for its reply.
 
+  ## The read cache
+
+  When the store keeps one (`SnakepitSidecar.ReadCache`), `get_variable`, `get_variable_value`,
+  `has_variable?` and `get_variables` are first looked up there, in this process; a hit never
+  reaches the sidecar (its `:get` event is emitted here, `cache_hit: true`). A miss takes the
+  cache's stamp first, then goes to the sidecar as below (`get_variable_value` and
+  `has_variable?` as `get_variable`) and keeps the answer under that stamp. Every other call
+  registers what it invalidates (`ReadCache.scope/2`) with its request, for the owner to apply
+  before it passes the reply on; a write that times out leaves its entry to the owner, marked
+  abandoned, instead of taking it back.
+
   ## Two paths
 
   **Direct.** While the owner (`SnakepitSidecar.Connection`) has published its direct path

@@ -139,7 +139,7 @@ defmodule SnakepitSidecar.Connection do
 
   @doc """
   What the store knows about its current sidecar: `%{os_pid, welcome, pending_calls,
-  restarts}` (`welcome` is the `info` map of `:welcome`).
+  restarts, read_cache}` (`welcome` is the `info` map of `:welcome`).
   """
   @spec info(GenServer.server()) :: map()
   def info(server), do: GenServer.call(server, :info)
@@ -227,6 +227,7 @@ defmodule SnakepitSidecar.Connection do
 
   def handle_info(:send_touches, state) do
     schedule_touches()
+    ReadCache.bound(state.cache)
     {:noreply, send_touches(state, nil)}
   end
 

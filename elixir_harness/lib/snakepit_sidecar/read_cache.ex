@@ -20,7 +20,8 @@ defmodule SnakepitSidecar.ReadCache do
     * `epoch` — an `:atomics` counter, bumped by every invalidation of everything.
 
   A missing `sessions` row means generation 0. Rows are only ever removed all at once, followed
-  by an epoch bump (`clear/1`).
+  by an epoch bump (`clear/1`): at a global invalidation, and when more than 500,000 variables
+  are kept (`bound/1`), which bounds the memory of entries whose session was deleted.
 
   ## Coherence
 
@@ -72,6 +73,7 @@ defmodule SnakepitSidecar.ReadCache do
 
   @touch_interval_ms 500
   @slack_s 3
+  @max_entries 500_000
 
   # The calls this module answers from the cache.
   @cached [:get_variable, :get_variable_value, :has_variable?, :get_variables]
@@ -254,9 +256,17 @@ defmodule SnakepitSidecar.ReadCache do
     end)
   end
 
-  @doc "How many variables are kept (tests, `sidecar_info/1`)."
+  @doc "How many variables are kept."
   @spec size(t()) :: non_neg_integer()
   def size({entries, _, _, _}), do: :ets.info(entries, :size)
+
+  @doc """
+  Clears everything when more than #{@max_entries} variables are kept (entries of deleted
+  sessions and old identifiers stay until then; the owner checks at every touch tick).
+  """
+  @spec bound(t() | nil) :: :ok
+  def bound(nil), do: :ok
+  def bound(cache), do: if(size(cache) > @max_entries, do: clear(cache), else: :ok)
 
   ## The callers' side
 
