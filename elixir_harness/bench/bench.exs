@@ -62,7 +62,8 @@ defmodule Bench.Main do
   defp run(%{quick: quick?, write: write?}) do
     settings = Common.settings(quick?)
     python = Common.python()
-    store_opts = [python: python, call_timeout: 60_000]
+    # The sidecar's own path: the read cache is the read-cache pass's subject (--read-cache).
+    store_opts = [python: python, call_timeout: 60_000, read_cache: false]
 
     # Every figure is measured interleaved with bursts of the floor (Bench.Measure.paired/4).
     {echo, measure} = Common.open_floor(python, settings)

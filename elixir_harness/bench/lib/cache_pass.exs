@@ -346,13 +346,16 @@ defmodule Bench.CachePass do
     marked =
       Regex.compile!("^" <> Regex.escape(start) <> "$.*?^" <> Regex.escape(stop) <> "$", "ms")
 
+    # A new section goes before the main one, the pinned (the headline) before the unpinned.
+    before =
+      if run.pinned, do: "<!-- bench-read-cache-unpinned:start -->", else: "<!-- bench:start -->"
+
+    before = if String.contains?(doc, before), do: before, else: "<!-- bench:start -->"
+
     doc =
       if Regex.match?(marked, doc),
         do: Regex.replace(marked, doc, fn _ -> section end, global: false),
-        else:
-          String.replace(doc, "<!-- bench:start -->", section <> "\n\n<!-- bench:start -->",
-            global: false
-          )
+        else: String.replace(doc, before, section <> "\n\n" <> before, global: false)
 
     File.write!(path, doc)
   end
