@@ -318,6 +318,20 @@ defmodule SnakepitSidecar.ReadCacheTest do
     end
   end
 
+  test "a store killed brutally: callers holding its pid exit as with any dead store" do
+    store = start_store()
+    sid = new_session(store)
+    warm(store, sid, :x)
+    Process.unlink(store)
+    ref = Process.monitor(store)
+    Process.exit(store, :kill)
+    assert_receive {:DOWN, ^ref, _, _, :killed}
+    # its cache's tables are gone, but not its :persistent_term entry (nothing ran to erase it)
+    assert ReadCache.lookup(store) != nil
+    assert {:noproc, _} = catch_exit(Store.get_variable(store, sid, :x))
+    assert {:noproc, _} = catch_exit(Store.get_variables(store, sid, [:x]))
+  end
+
   describe "sessions stay alive" do
     test "a cached read's touch sets last_accessed to the read's second" do
       store = start_store()

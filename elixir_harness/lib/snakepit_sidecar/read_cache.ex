@@ -274,7 +274,7 @@ defmodule SnakepitSidecar.ReadCache do
   The variable kept for `ident` of `session_id`, if it may be served now: `{:hit, variable}`
   (the read's touch is recorded), or `{:miss, stamp}` with the stamp to fill with.
   """
-  @spec fetch(t(), term(), term()) :: {:hit, map()} | {:miss, stamp()}
+  @spec fetch(t(), term(), term()) :: {:hit, map()} | {:miss, stamp() | :gone}
   def fetch({entries, sessions, touches, epoch_ref}, session_id, ident) do
     epoch = :atomics.get(epoch_ref, 1)
 
@@ -293,13 +293,17 @@ defmodule SnakepitSidecar.ReadCache do
       [] ->
         {:miss, {0, epoch}}
     end
+  rescue
+    # The tables died with their owner (killed: nothing unpublished them); the call that
+    # follows exits as a call to a dead store does.
+    ArgumentError -> {:miss, :gone}
   end
 
   @doc """
   `fetch/3` for every ident of a batch: `{:hit, [variable]}` when all of them may be served
   (one touch), else `{:miss, stamp}`.
   """
-  @spec fetch_all(t(), term(), [term()]) :: {:hit, [map()]} | {:miss, stamp()}
+  @spec fetch_all(t(), term(), [term()]) :: {:hit, [map()]} | {:miss, stamp() | :gone}
   def fetch_all({entries, sessions, touches, epoch_ref}, session_id, idents) do
     epoch = :atomics.get(epoch_ref, 1)
 
@@ -323,6 +327,8 @@ defmodule SnakepitSidecar.ReadCache do
       [] ->
         {:miss, {0, epoch}}
     end
+  rescue
+    ArgumentError -> {:miss, :gone}
   end
 
   defp collect(_entries, _session_id, [], _gen, _epoch, acc), do: Enum.reverse(acc)
@@ -342,7 +348,9 @@ defmodule SnakepitSidecar.ReadCache do
   sent). When the session's expiry is not known, or too close for the cache to serve it, a touch
   is recorded so that the next batch asks for it (the miss has touched the session already).
   """
-  @spec fill(t(), term(), term(), stamp(), map()) :: :ok
+  @spec fill(t(), term(), term(), stamp() | :gone, map()) :: :ok
+  def fill(_cache, _session_id, _ident, :gone, _variable), do: :ok
+
   def fill({entries, sessions, touches, epoch_ref}, session_id, ident, {gen, epoch}, variable) do
     # An entry stamped before an invalidation is dead anyway (checked on every read); not
     # storing it keeps it from replacing a live one that a later read stored.
@@ -366,6 +374,8 @@ defmodule SnakepitSidecar.ReadCache do
     end
 
     :ok
+  rescue
+    ArgumentError -> :ok
   end
 
   defp owe_touch(touches, session_id, now), do: :ets.insert(touches, {session_id, now})
