@@ -20,7 +20,8 @@ defmodule Bench.CachePass do
     * `get (miss)` at 1 and 1000: the same read with the variable's cache entry removed first
       (an `:ets.delete/2`, ~0.1 us, included), so every read goes to the sidecar and fills;
     * `get (cache off)` at 1: a store with `read_cache: false`;
-    * `update` at 1, 100 and 1000, and with 16 callers (session of 1);
+    * `update` at 1, 100 and 1000, and with 16 callers (session of 1); `update (cache off)` at 1
+      (what the cache's invalidation adds to a write);
     * `ping`, for reference.
 
   Targets: `get (hit)` <= 1.0x `baseline get` at each size and `update` <= 2.3x the C floor,
@@ -117,6 +118,7 @@ defmodule Bench.CachePass do
           ]
         end ++
         [
+          cell.("update (cache off)", 1, 1, Workload.call_fun(plain, :update_variable, names[1])),
           cell.("baseline update", 1, 16, baseline_update(baseline, 1)),
           cell.("update", 1, 16, Workload.call_fun(store, :update_variable, names[1]))
         ]
