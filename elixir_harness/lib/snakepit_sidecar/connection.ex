@@ -322,7 +322,11 @@ defmodule SnakepitSidecar.Connection do
     %{state | alive: nil}
   end
 
-  defp pending_calls(state), do: map_size(state.pending) + DirectPath.size(state.table)
+  # Callers' requests in flight (the read cache's own touch_sessions calls are not theirs).
+  defp pending_calls(state) do
+    touches = Enum.count(state.pending, &match?({_id, {{:touches, _, _}, _, _}}, &1))
+    map_size(state.pending) - touches + DirectPath.size(state.table)
+  end
 
   ## Frames
 
