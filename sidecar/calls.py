@@ -226,6 +226,7 @@ CALLS: dict[Atom, CallSpec] = {
         "end_optimization": _spec("end_optimization", P(any_term), P(identifier)),
         "ping": _spec("ping"),
         "run_cleanup": _spec("run_cleanup"),
+        "touch_sessions": _spec("touch_sessions", P(a_list)),
         "__advance_clock__": _spec("advance_clock", P(non_negative_integer), test_only=True),
         "__reset__": _spec("reset", test_only=True),
     }.items()

@@ -1269,9 +1269,9 @@ _MEMO_FUNCTIONS = frozenset(
     for name in (
         "get_variable",
         "get_variable_value",
-        "has_variable",
+        "has_variable?",
         "get_session",
-        "session_exists",
+        "session_exists?",
         "get_program",
         "get_global_program",
     )

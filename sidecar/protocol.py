@@ -56,6 +56,7 @@ A_REPLY = Atom("reply")
 A_TELEMETRY = Atom("telemetry")
 A_LOG = Atom("log")
 A_PROTOCOL_ERROR = Atom("protocol_error")
+A_INVALIDATE = Atom("invalidate")
 A_ERROR = Atom("error")
 A_DECODE_ERROR = Atom("decode_error")
 A_BAD_FRAME = Atom("bad_frame")
@@ -455,6 +456,11 @@ class ProtocolMachine:
     def log(self, level: Atom, message: str, metadata: dict) -> bytes:
         """`{:log, level, message, metadata}`."""
         return frame((A_LOG, level, message, metadata))
+
+    def invalidate(self, scope: Any) -> bytes:
+        """`{:invalidate, scope}` (`:all`, or a list of session ids): what the harness's read
+        cache must drop because the store changed without a call of its own (docs/protocol.md)."""
+        return frame((A_INVALIDATE, scope))
 
     def protocol_error(self, reason: Any, message: str) -> bytes:
         """`{:protocol_error, reason, message}`; a reason that cannot be encoded becomes

@@ -48,6 +48,7 @@ A_INVALID_OPTION = Atom("invalid_option")
 A_CONFLICT = Atom("conflict")
 A_STORAGE_ERROR = Atom("storage_error")
 A_STORAGE_UNAVAILABLE = Atom("storage_unavailable")
+A_ALL = Atom("all")
 
 CLEANUP_BATCH = 200
 """Expired sessions removed per step of the periodic cleanup: calls that arrive meanwhile wait
@@ -78,6 +79,7 @@ class HelloOptions(BaseModel):
     time_offset_ms: int | None = None
     telemetry: bool | None = None
     compact_variables: bool | None = None
+    read_cache: bool | None = None
 
     @field_validator("session_struct", "variable_struct", mode="before")
     @classmethod
@@ -124,6 +126,9 @@ class Sidecar:
         self.log_handler = log_handler
         self.protocol = ProtocolMachine(options.max_frame_bytes)
         self.telemetry_enabled = True
+        self.invalidations = False
+        """Whether the harness keeps a read cache (`read_cache: true` in `:hello`): the periodic
+        cleanup then sends `{:invalidate, :all}` after removing sessions (docs/protocol.md)."""
         self.last_chunk_frames = 0
         """How many frames (or frame errors) the last `handle_input` chunk completed: the I/O
         loop spins before its next read only after a chunk of at most one (see `ChunkReader`)."""
@@ -313,6 +318,8 @@ class Sidecar:
             overrides["compact_variables"] = options.compact_variables
         if options.telemetry is not None:
             self.telemetry_enabled = self.store.telemetry = options.telemetry
+        if options.read_cache is not None:
+            self.invalidations = options.read_cache
         self.config = self.config.model_copy(update=overrides)
         if options.monotonic_time_ms is not None:
             self.clock = self._clock_factory(None, options.monotonic_time_ms, options.time_offset_ms)
@@ -363,6 +370,9 @@ class Sidecar:
                     programs, _ = store.transact(lambda: store.cleanup_global_programs(now), _never)
                     log.debug("periodic cleanup at %d: global programs %d", now, programs)
                 store.flush()
+                if removed and self.invalidations:
+                    # after the commit, before any later reply: the harness's cache forgets them
+                    out.append(self.protocol.invalidate(A_ALL))
             except Exception:
                 log.exception("periodic cleanup failed")
                 more = False

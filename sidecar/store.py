@@ -828,6 +828,35 @@ class SessionStore:
             self.tx.session_changed(session_id, self.clock.now())
         return OK, []
 
+    # the harness's read cache (extension call) ---------------------------------------------
+
+    def touch_sessions(self, touches: list) -> Result:
+        """The touches of reads the harness served from its cache (docs/harness.md, "Read
+        cache"), sent in batches: each `{session_id, beam_second}` sets that session's
+        `last_accessed` to the given second of the BEAM's clock, never past `now` and never
+        backwards. Answers, in order, each session's expiry second on the BEAM's clock
+        (`last_accessed + ttl`: the last second in which it is still alive) or nil when there is
+        no such session (or the entry is not a `{binary, integer}`). Never an error; no events."""
+        now = self.clock.now()
+        from_beam = self.clock.from_beam
+        to_beam = self.clock.to_beam
+        answers: list = []
+        for entry in touches:
+            if not (type(entry) is tuple and len(entry) == 2 and is_integer(entry[1])):
+                answers.append(None)
+                continue
+            session = self._session(entry[0])
+            if session is None:
+                answers.append(None)
+                continue
+            at = min(from_beam(entry[1]), now)
+            last = session.last_accessed
+            if at > last:
+                self.tx.touch_session(session.id, at)
+                last = at
+            answers.append(to_beam(last + session.ttl))
+        return answers, []
+
     # misc ---------------------------------------------------------------------------------
 
     def ping(self) -> Result:

@@ -51,6 +51,7 @@ PROTOCOL_ARITIES = {
     "start_optimization": [4],
     "end_optimization": [2],
     "run_cleanup": [0],
+    "touch_sessions": [1],
 }
 
 

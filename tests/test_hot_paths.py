@@ -140,7 +140,10 @@ id_bytes = st.one_of(
     terms.map(lambda t: codec.encode(t)[1:]),
 )
 function_bytes = st.one_of(
-    st.sampled_from(["ping", "get_variable", "nil", "true", "false", "x" * 256]).flatmap(
+    st.sampled_from(
+        ["ping", "get_variable", "has_variable?", "session_exists?", "get_variable_value", "update_variable"]
+        + ["nil", "true", "false", "x" * 256]
+    ).flatmap(
         lambda name: call_atom_tags.map(lambda tag: _atom_bytes(name, tag))
     ),
     terms.map(lambda t: codec.encode(t)[1:]),

@@ -29,6 +29,11 @@
 # side by side; sequential get/update latency, the rate with 16 callers, Redis round trips per
 # call; it writes only its own section of docs/benchmarks.md.
 #
+# --read-cache: the read-cache pass instead (Bench.CachePass, bench/lib/cache_pass.exs, issue 15),
+# run by scripts/bench unpinned and then under `taskset -c 0`: the cache's hits against an
+# in-BEAM baseline (a GenServer over ETS, like the original), updates against a C echo floor,
+# with :telemetry loaded; each run writes its own section of docs/benchmarks.md.
+#
 # --quick: short cells and 1,000 sessions for memory (a ~20 s smoke test); it does not touch the
 # docs unless --write is given. A full run writes them unless --no-write is given.
 
@@ -51,16 +56,27 @@ defmodule Bench.Main do
 
   def main(argv) do
     case Common.options(argv) do
+      %{read_cache: true} = options -> read_cache_pass(options)
       %{one_cpu: true} = options -> Bench.OneCpu.run(options)
       %{storage: true} = options -> Bench.StoragePass.run(options)
       options -> run(options)
     end
   end
 
+  # The read-cache pass (Bench.CachePass) loads :telemetry, so its modules are loaded only here.
+  defp read_cache_pass(options) do
+    for file <- ~w(telemetry_stand_in c_echo ets_baseline cache_pass) do
+      Code.require_file("lib/#{file}.exs", __DIR__)
+    end
+
+    apply(Bench.CachePass, :run, [options])
+  end
+
   defp run(%{quick: quick?, write: write?}) do
     settings = Common.settings(quick?)
     python = Common.python()
-    store_opts = [python: python, call_timeout: 60_000]
+    # The sidecar's own path: the read cache is the read-cache pass's subject (--read-cache).
+    store_opts = [python: python, call_timeout: 60_000, read_cache: false]
 
     # Every figure is measured interleaved with bursts of the floor (Bench.Measure.paired/4).
     {echo, measure} = Common.open_floor(python, settings)

@@ -47,12 +47,19 @@ defmodule Bench.Common do
           quick: boolean(),
           write: boolean(),
           one_cpu: boolean(),
-          storage: boolean()
+          storage: boolean(),
+          read_cache: boolean()
         }
   def options(argv) do
     {flags, _, _} =
       OptionParser.parse(argv,
-        strict: [quick: :boolean, write: :boolean, one_cpu: :boolean, storage: :boolean]
+        strict: [
+          quick: :boolean,
+          write: :boolean,
+          one_cpu: :boolean,
+          storage: :boolean,
+          read_cache: :boolean
+        ]
       )
 
     quick? = Keyword.get(flags, :quick, false)
@@ -61,7 +68,8 @@ defmodule Bench.Common do
       quick: quick?,
       write: Keyword.get(flags, :write, not quick?),
       one_cpu: Keyword.get(flags, :one_cpu, false),
-      storage: Keyword.get(flags, :storage, false)
+      storage: Keyword.get(flags, :storage, false),
+      read_cache: Keyword.get(flags, :read_cache, false)
     }
   end
 

@@ -30,7 +30,9 @@ defmodule Bench.OneCpu do
     settings = Common.settings(quick?)
     python = Common.python()
     {echo, measure} = Common.open_floor(python, settings)
-    {:ok, server} = Store.start_link(python: python, call_timeout: 60_000, name: nil)
+    # The sidecar's own path (the read cache is measured by the read-cache pass).
+    {:ok, server} =
+      Store.start_link(python: python, call_timeout: 60_000, name: nil, read_cache: false)
 
     affinity = %{
       beam: Common.cpus_allowed(:self),

@@ -48,7 +48,7 @@ defmodule Bench.RedisPass do
   defp measure_all(server, redis_server, quick?, write?) do
     {rounds, burst} = if quick?, do: {7, 60}, else: {21, 300}
     python = Common.python()
-    base = [python: python, call_timeout: 60_000, name: nil]
+    base = [python: python, call_timeout: 60_000, name: nil, read_cache: false]
     {:ok, memory} = Store.start_link(base)
 
     {:ok, redis} =

@@ -54,7 +54,7 @@ defmodule Bench.StoragePass do
 
   defp measure_all(settings, python, dir, quick?) do
     {echo, measure} = Common.open_floor(python, settings)
-    base = [python: python, call_timeout: 60_000, name: nil]
+    base = [python: python, call_timeout: 60_000, name: nil, read_cache: false]
     {:ok, memory} = Store.start_link(base)
     {:ok, sqlite} = Store.start_link(base ++ [storage: {:sqlite, Path.join(dir, "bench.db")}])
 

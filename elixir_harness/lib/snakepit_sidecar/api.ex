@@ -298,7 +298,7 @@ defmodule SnakepitSidecar.API do
         }
       end
 
-      @doc "The current sidecar: `%{os_pid, welcome, pending_calls, restarts}`."
+      @doc "The current sidecar: `%{os_pid, welcome, pending_calls, restarts, read_cache}`."
       @spec sidecar_info(GenServer.server()) :: map()
       def sidecar_info(server \\ @sidecar_default_server),
         do: SnakepitSidecar.Connection.info(server)

@@ -67,7 +67,15 @@ defmodule SnakepitSidecar.Connection do
   use GenServer
   require Logger
 
-  alias SnakepitSidecar.{DirectPath, Handshake, OSProcess, Protocol, Recorder, Telemetry}
+  alias SnakepitSidecar.{
+    DirectPath,
+    Handshake,
+    OSProcess,
+    Protocol,
+    ReadCache,
+    Recorder,
+    Telemetry
+  }
 
   @restart_limit 3
   @restart_window_ms 5_000
@@ -81,8 +89,10 @@ defmodule SnakepitSidecar.Connection do
     :table,
     :ids,
     :alive,
+    :cache,
     telemetry?: false,
     pending: %{},
+    abandoned: %{},
     restarts: []
   ]
 
@@ -97,7 +107,13 @@ defmodule SnakepitSidecar.Connection do
           table: :ets.tid(),
           ids: :atomics.atomics_ref(),
           alive: :atomics.atomics_ref() | nil,
-          pending: %{non_neg_integer() => {GenServer.from(), reference() | nil}},
+          cache: ReadCache.t() | nil,
+          pending: %{
+            non_neg_integer() =>
+              {GenServer.from() | {:touches, list(), GenServer.from() | nil}, reference() | nil,
+               ReadCache.scope()}
+          },
+          abandoned: %{non_neg_integer() => ReadCache.scope()},
           restarts: [integer()]
         }
 
@@ -126,10 +142,18 @@ defmodule SnakepitSidecar.Connection do
 
   @doc """
   What the store knows about its current sidecar: `%{os_pid, welcome, pending_calls,
-  restarts}` (`welcome` is the `info` map of `:welcome`).
+  restarts, read_cache}` (`welcome` is the `info` map of `:welcome`).
   """
   @spec info(GenServer.server()) :: map()
   def info(server), do: GenServer.call(server, :info)
+
+  @doc """
+  Sends the touches the read cache owes the sidecar now, instead of at the next tick
+  (`SnakepitSidecar.ReadCache`, "Sessions stay alive"), and returns once the sidecar has
+  answered them. For tests; `:ok` also when the store keeps no cache.
+  """
+  @spec flush_touches(GenServer.server()) :: :ok
+  def flush_touches(server), do: GenServer.call(server, :flush_touches)
 
   ## GenServer callbacks
 
@@ -143,8 +167,11 @@ defmodule SnakepitSidecar.Connection do
           config: config,
           recorder: recorder,
           table: DirectPath.new_table(),
-          ids: :atomics.new(1, signed: false)
+          ids: :atomics.new(1, signed: false),
+          cache: if(ReadCache.enabled?(config), do: ReadCache.new())
         }
+
+        if state.cache, do: schedule_touches()
 
         case connect(state, false) do
           {:ok, state} ->
@@ -177,12 +204,15 @@ defmodule SnakepitSidecar.Connection do
     end
   end
 
+  def handle_call(:flush_touches, from, state), do: {:noreply, send_touches(state, from)}
+
   def handle_call(:info, _from, state) do
     info = %{
       os_pid: state.os_pid,
       welcome: state.welcome,
       pending_calls: pending_calls(state),
-      restarts: length(state.restarts)
+      restarts: length(state.restarts),
+      read_cache: state.cache != nil
     }
 
     {:reply, info, state}
@@ -192,7 +222,8 @@ defmodule SnakepitSidecar.Connection do
     id = :atomics.add_get(state.ids, 1, 1) - 1
     send_frame(state, Protocol.encode_call(id, function, args))
     timer = if wait, do: Process.send_after(self(), {:call_timeout, id}, wait)
-    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer})}}
+    scope = if state.cache, do: ReadCache.scope(function, args)
+    {:noreply, %{state | pending: Map.put(state.pending, id, {from, timer, scope})}}
   end
 
   @impl true
@@ -205,6 +236,12 @@ defmodule SnakepitSidecar.Connection do
       {:ok, id} -> {:noreply, deliver(state, id, {:bytes, bytes}, :reply)}
       :error -> {:noreply, handle_frame(Protocol.decode(bytes), state)}
     end
+  end
+
+  def handle_info(:send_touches, state) do
+    schedule_touches()
+    ReadCache.bound(state.cache)
+    {:noreply, send_touches(state, nil)}
   end
 
   def handle_info({:call_timeout, id}, state) do
@@ -227,6 +264,7 @@ defmodule SnakepitSidecar.Connection do
   @impl true
   def terminate(reason, state) do
     DirectPath.unpublish(self(), state.alive)
+    ReadCache.unpublish(self())
 
     if state.port do
       emit_down(state, {:shutdown, reason}, pending_calls(state))
@@ -285,6 +323,7 @@ defmodule SnakepitSidecar.Connection do
     alive =
       DirectPath.publish(self(), state.port, state.table, state.ids, state.config.call_timeout)
 
+    if state.cache, do: ReadCache.publish(self(), state.cache)
     %{state | alive: alive}
   end
 
@@ -296,7 +335,11 @@ defmodule SnakepitSidecar.Connection do
     %{state | alive: nil}
   end
 
-  defp pending_calls(state), do: map_size(state.pending) + DirectPath.size(state.table)
+  # Callers' requests in flight (the read cache's own touch_sessions calls are not theirs).
+  defp pending_calls(state) do
+    touches = Enum.count(state.pending, &match?({_id, {{:touches, _, _}, _, _}}, &1))
+    map_size(state.pending) - touches + DirectPath.size(state.table)
+  end
 
   ## Frames
 
@@ -316,6 +359,11 @@ defmodule SnakepitSidecar.Connection do
 
   defp handle_frame({:ok, {:telemetry, event, measurements, metadata}}, state) do
     Telemetry.execute(state.telemetry?, event, measurements, metadata)
+    state
+  end
+
+  defp handle_frame({:ok, {:invalidate, scope}}, state) do
+    ReadCache.invalidate(state.cache, scope)
     state
   end
 
@@ -342,24 +390,86 @@ defmodule SnakepitSidecar.Connection do
     state
   end
 
+  # A reply of a write invalidates what it changed in the read cache before anyone has it
+  # (SnakepitSidecar.ReadCache, "Coherence"), also when its caller is gone.
   defp deliver(state, id, message, kind) do
     case Map.pop(state.pending, id) do
       {nil, _} ->
         case DirectPath.take(state.table, id) do
           [{_id, alias}] ->
             send(alias, {alias, message})
+            state
+
+          [{_id, alias, scope}] ->
+            ReadCache.invalidate(state.cache, scope)
+            if alias != :abandoned, do: send(alias, {alias, message})
+            state
 
           [] ->
-            if kind == :reply, do: Logger.debug("dropped the late reply to request #{id}")
+            late(state, id, kind)
         end
 
+      {{{:touches, session_ids, waiter}, _timer, _scope}, pending} ->
+        with {:bytes, bytes} <- message,
+             {:ok, {:reply, _id, answers}} when is_list(answers) <- Protocol.decode(bytes) do
+          ReadCache.expiries(state.cache, session_ids, answers)
+        end
+
+        if waiter, do: GenServer.reply(waiter, :ok)
+        %{state | pending: pending}
+
+      {{from, timer, scope}, pending} ->
+        if timer, do: Process.cancel_timer(timer)
+
+        # A write that timed out on this path still invalidates when its reply comes.
+        abandoned =
+          if kind == :timeout and scope != nil,
+            do: Map.put(state.abandoned, id, scope),
+            else: state.abandoned
+
+        if kind == :reply, do: ReadCache.invalidate(state.cache, scope)
+        GenServer.reply(from, message)
+        %{state | pending: pending, abandoned: abandoned}
+    end
+  end
+
+  defp late(state, id, kind) do
+    case Map.pop(state.abandoned, id) do
+      {nil, _} ->
+        if kind == :reply, do: Logger.debug("dropped the late reply to request #{id}")
         state
 
-      {{from, timer}, pending} ->
-        if timer, do: Process.cancel_timer(timer)
-        GenServer.reply(from, message)
-        %{state | pending: pending}
+      {scope, abandoned} ->
+        if kind == :reply, do: ReadCache.invalidate(state.cache, scope)
+        %{state | abandoned: abandoned}
     end
+  end
+
+  ## The read cache's touches
+
+  defp schedule_touches,
+    do: Process.send_after(self(), :send_touches, ReadCache.touch_interval_ms())
+
+  # One touch_sessions call for every touch owed, through this process; its answer (each
+  # session's expiry) is kept when it comes (deliver/4). `waiter` is told when it has come.
+  defp send_touches(%{cache: cache, port: port, welcome: welcome} = state, waiter)
+       when cache != nil and port != nil and welcome != nil do
+    case ReadCache.take_touches(cache) do
+      [] ->
+        if waiter, do: GenServer.reply(waiter, :ok)
+        state
+
+      touches ->
+        id = :atomics.add_get(state.ids, 1, 1) - 1
+        send_frame(state, Protocol.encode_call(id, :touch_sessions, [touches]))
+        entry = {{:touches, Enum.map(touches, &elem(&1, 0)), waiter}, nil, nil}
+        %{state | pending: Map.put(state.pending, id, entry)}
+    end
+  end
+
+  defp send_touches(state, waiter) do
+    if waiter, do: GenServer.reply(waiter, :ok)
+    state
   end
 
   defp logger_metadata(metadata, state) do
@@ -373,14 +483,21 @@ defmodule SnakepitSidecar.Connection do
     # First the flag (callers registering from now on see it and come through this process),
     # then every request in the table: each entry is answered by whoever takes it.
     state = close_direct_path(state)
+    # Writes in flight may or may not have landed: the cache forgets everything.
+    ReadCache.clear(state.cache)
     pending_calls = pending_calls(state)
     message = {:exit, {:sidecar_down, reason}}
 
     for alias <- DirectPath.take_all(state.table), do: send(alias, {alias, message})
 
-    for {_id, {from, timer}} <- state.pending do
+    for {_id, {from, timer, _scope}} <- state.pending do
       if timer, do: Process.cancel_timer(timer)
-      GenServer.reply(from, message)
+
+      case from do
+        {:touches, _session_ids, nil} -> :ok
+        {:touches, _session_ids, waiter} -> GenServer.reply(waiter, :ok)
+        from -> GenServer.reply(from, message)
+      end
     end
 
     emit_down(state, reason, pending_calls)
@@ -388,7 +505,16 @@ defmodule SnakepitSidecar.Connection do
 
     now = System.monotonic_time(:millisecond)
     recent = Enum.filter(state.restarts, &(now - &1 < @restart_window_ms))
-    state = %{state | port: nil, os_pid: nil, welcome: nil, pending: %{}, restarts: recent}
+
+    state = %{
+      state
+      | port: nil,
+        os_pid: nil,
+        welcome: nil,
+        pending: %{},
+        abandoned: %{},
+        restarts: recent
+    }
 
     Logger.error(
       "sidecar went down (#{inspect(reason)}); #{pending_calls} call(s) in flight failed; " <>

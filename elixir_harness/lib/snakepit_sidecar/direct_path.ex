@@ -7,10 +7,14 @@ defmodule SnakepitSidecar.DirectPath do
   (`SnakepitSidecar.Connection`) publishes under `{SnakepitSidecar.Connection, owner_pid}` in
   `:persistent_term` the tuple `{port, table, ids, alive, call_timeout}`:
 
-    * `table` — a public ETS set of the requests in flight on this path, `{id, alias}`: the
-      caller (`SnakepitSidecar.Client`) inserts its entry before writing its frame; whoever takes
-      the entry (`take/2`) answers it — the owner when the reply comes or the sidecar dies, the
-      caller itself when it times out;
+    * `table` — a public ETS set of the requests in flight on this path, `{id, alias}`, or
+      `{id, alias, scope}` for a write while the store keeps a read cache (what the owner
+      invalidates before it passes the reply on, `SnakepitSidecar.ReadCache`): the caller
+      (`SnakepitSidecar.Client`) inserts its entry before writing its frame; whoever takes the
+      entry (`take/2`) answers it — the owner when the reply comes or the sidecar dies, the
+      caller itself when it times out. A write's caller that times out does not take its entry
+      but marks it abandoned (`abandon/2`): the owner still takes it when the reply comes, to
+      invalidate, and drops the reply;
     * `ids` — the `:atomics` counter both paths take request ids from;
     * `alive` — an `:atomics` flag, 1 while the path is open. The owner clears it (`close/1`)
       before it fails the requests in the table, so a caller that registered finds either the
@@ -69,25 +73,42 @@ defmodule SnakepitSidecar.DirectPath do
   Registers request `id` of the caller waiting on `alias`. `false` when the table is gone (its
   owner died a moment ago).
   """
-  @spec register(:ets.tid(), non_neg_integer(), reference()) :: boolean()
-  def register(table, id, alias) do
-    :ets.insert(table, {id, alias})
+  @spec register(:ets.tid(), non_neg_integer(), reference(), term()) :: boolean()
+  def register(table, id, alias, scope \\ nil) do
+    :ets.insert(table, if(scope == nil, do: {id, alias}, else: {id, alias, scope}))
   rescue
     ArgumentError -> false
   end
 
-  @doc "Takes request `id`'s entry: `[{id, alias}]`, or `[]` if someone else took it."
-  @spec take(:ets.tid(), non_neg_integer()) :: [{non_neg_integer(), reference()}]
+  @doc """
+  Marks request `id` abandoned (its caller timed out) and leaves the entry for the owner:
+  `true`, or `false` if the owner took it already (its answer is on its way).
+  """
+  @spec abandon(:ets.tid(), non_neg_integer()) :: boolean()
+  def abandon(table, id) do
+    :ets.update_element(table, id, {2, :abandoned})
+  rescue
+    ArgumentError -> false
+  end
+
+  @doc """
+  Takes request `id`'s entry: `[{id, alias}]` or `[{id, alias, scope}]` (`alias` is
+  `:abandoned` when its caller gave up), or `[]` if someone else took it.
+  """
+  @spec take(:ets.tid(), non_neg_integer()) :: [tuple()]
   def take(table, id) do
     :ets.take(table, id)
   rescue
     ArgumentError -> []
   end
 
-  @doc "Takes every entry still in the table (the aliases of the callers still waiting)."
+  @doc "Takes every entry still in the table: the aliases of the callers still waiting."
   @spec take_all(:ets.tid()) :: [reference()]
   def take_all(table) do
-    for {id, _alias} <- :ets.tab2list(table), [{_, alias}] <- [take(table, id)], do: alias
+    for entry <- :ets.tab2list(table),
+        [taken] <- [take(table, elem(entry, 0))],
+        (alias = elem(taken, 1)) != :abandoned,
+        do: alias
   end
 
   @doc "How many requests are in the table."

@@ -9,9 +9,11 @@ defmodule SnakepitSidecar.Handshake do
   milliseconds: the sidecar presents its timestamps on that clock, and the milliseconds let it
   line its stored times up with it exactly), `time_offset_ms:` (`System.time_offset/1`: every
   sidecar of this node then stores times on the same offset, `docs/storage.md`, "Time"),
-  `telemetry:` (whether `:telemetry` is loaded) and `compact_variables: true`
+  `telemetry:` (whether `:telemetry` is loaded), `compact_variables: true`
   (`SnakepitSidecar.Client` expands the compact variables,
-  `SnakepitSidecar.Protocol.expand_variables/2`).
+  `SnakepitSidecar.Protocol.expand_variables/2`) and `read_cache:` (whether the store keeps a
+  read cache: the sidecar then sends `{:invalidate, :all}` after its periodic cleanup removed
+  sessions, `SnakepitSidecar.ReadCache`).
 
   Outcomes of a handshake that fails:
 
@@ -47,7 +49,8 @@ defmodule SnakepitSidecar.Handshake do
       monotonic_time_ms: now_ms,
       time_offset_ms: System.time_offset(:millisecond),
       telemetry: telemetry?,
-      compact_variables: true
+      compact_variables: true,
+      read_cache: SnakepitSidecar.ReadCache.enabled?(config)
     }
   end
 

@@ -60,6 +60,16 @@ defmodule SnakepitSidecar.Options do
           "`synchronous: :normal \\| :full`) or `{:redis, url}` (shared by every store on that " <>
           "Redis; options `prefix: string`, `timeout: ms`): `SnakepitSidecar.Storage`, `docs/storage.md`"
     ],
+    read_cache: [
+      type: {:in, [true, false]},
+      default: true,
+      default_from: [:app_env],
+      doc:
+        "boolean: keep variables read through the sidecar in ETS on this node and answer " <>
+          "`get_variable`, `get_variable_value`, `has_variable?` and `get_variables` from there " <>
+          "(`SnakepitSidecar.ReadCache`); off by itself while recording and for `{:redis, _}` " <>
+          "storage"
+    ],
     record: [
       type: {:or, [{:in, [nil]}, :non_empty_string]},
       default: nil,
@@ -143,6 +153,7 @@ defmodule SnakepitSidecar.Options do
           sidecar_path: String.t() | nil,
           sidecar_args: [String.t()],
           storage: SnakepitSidecar.Storage.t(),
+          read_cache: boolean(),
           record: String.t() | nil,
           call_timeout: timeout(),
           startup_timeout: pos_integer(),

@@ -5,7 +5,8 @@ defmodule SnakepitSidecar.Protocol do
 
   Frames are the payload of one `{:packet, 4}` packet: one term in the external term format.
   Outgoing frames are `{:hello, 1, opts}` and `{:call, id, function, args}`; incoming frames are
-  `:welcome`, `:reply`, `:telemetry`, `:log` and `:protocol_error`.
+  `:welcome`, `:reply`, `:telemetry`, `:log`, `:protocol_error` and `:invalidate` (what the read
+  cache must forget, `SnakepitSidecar.ReadCache`).
 
   ## Defensive decoding
 
@@ -46,6 +47,7 @@ defmodule SnakepitSidecar.Protocol do
           | {:telemetry, [atom()], map(), map()}
           | {:log, log_level(), String.t(), map()}
           | {:protocol_error, term(), String.t()}
+          | {:invalidate, :all | [String.t()]}
 
   @typedoc "Why an incoming frame could not be used."
   @type decode_error ::
@@ -200,6 +202,9 @@ defmodule SnakepitSidecar.Protocol do
        do: {:ok, frame}
 
   defp classify({:protocol_error, _reason, message} = frame) when is_binary(message),
+    do: {:ok, frame}
+
+  defp classify({:invalidate, scope} = frame) when scope == :all or is_list(scope),
     do: {:ok, frame}
 
   defp classify(other), do: {:error, {:unexpected_frame, other}}

@@ -23,8 +23,11 @@ defmodule SnakepitSidecar.Telemetry do
     * `[:snakepit, :session_store, :variable, :registered]` — a variable was registered.
       Measurements: `%{count: 1}`. Metadata: `%{session_id: binary, type: atom}`.
     * `[:snakepit, :session_store, :variable, :get]` — a variable was read (`get_variable`,
-      `get_variable_value`). Measurements: `%{count: 1}`.
-      Metadata: `%{session_id: binary, cache_hit: false}`.
+      `get_variable_value`, `has_variable?`). Measurements: `%{count: 1}`.
+      Metadata: `%{session_id: binary, cache_hit: boolean}`: `false` from the sidecar; `true`
+      when the read cache (`SnakepitSidecar.ReadCache`) served the read, emitted then in the
+      calling process (so is `:batch_get` for a `get_variables` it served whole), with no
+      `[:snakepit_sidecar, :call, :stop]` after it.
     * `[:snakepit, :session_store, :variable, :updated]` — a variable's value changed.
       Measurements: `%{count: 1, version: integer}` (the new version).
       Metadata: `%{session_id: binary, type: atom}`.
