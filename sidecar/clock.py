@@ -53,7 +53,12 @@ class Clock:
         self._monotonic = monotonic
         self._started_at = monotonic()
         wall_now = wall()
-        if beam_monotonic_ms is not None:
+        if beam_time_offset_ms is not None and (beam_monotonic_ms is not None or beam_monotonic_at_start is not None):
+            # the BEAM's monotonic clock now, from the shared wall clock and the BEAM's own
+            # offset: `monotonic_time_ms` was read before the sidecar started (Python's start-up,
+            # a few hundred ms, would make every time here lag the BEAM's by that much)
+            beam_ms = int(wall_now * 1000) - beam_time_offset_ms
+        elif beam_monotonic_ms is not None:
             beam_ms = beam_monotonic_ms
         elif beam_monotonic_at_start is not None:
             beam_ms = beam_monotonic_at_start * 1000  # somewhere in that second: as before

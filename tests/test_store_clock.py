@@ -86,4 +86,16 @@ def test_the_beams_own_time_offset_makes_every_sidecar_of_it_agree():
         for mono, wall in ((-5_000, 1_796_000_000.5 - 5 - 0.001), (70_000, 1_796_000_000.5 + 70 + 0.001))
     ]
     assert clocks[0].beam_offset == clocks[1].beam_offset == round(offset_ms / 1000)
-    assert clocks[0].to_beam(clocks[0].now()) == -5 and clocks[1].to_beam(clocks[1].now()) == 70
+    # and each presents the BEAM's second at its own start, from the wall clock (-5.001 s, 70.001 s)
+    assert clocks[0].to_beam(clocks[0].now()) == -6 and clocks[1].to_beam(clocks[1].now()) == 70
+
+
+def test_with_the_beams_offset_the_clock_does_not_lag_by_the_sidecars_start_up():
+    # the hello's monotonic_time_ms was read 0.4 s before the sidecar read its wall clock
+    offset_ms = 1_796_000_000_000
+    hello_mono_ms = 10_000
+    wall_at_start = (hello_mono_ms + offset_ms + 400) / 1000
+    clock = Clock(beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start)
+    assert clock.to_beam(clock.now()) == 10  # the BEAM's second now (10.4 s), not the hello's (10.0)
+    late = Clock(beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start + 0.7)
+    assert late.to_beam(late.now()) == 11
