@@ -317,7 +317,7 @@ def _internal_error(name: Atom, exc: Exception) -> tuple[Any, Any]:
 # given arguments that are stored (`Param.stored`), in position order, each behind a test
 # that skips it for what cannot be too deep: a scalar for an `At`, an empty map or list else.
 
-_QUICK_TYPES = {identifier: "type({a}) is str or type({a}) is Atom", binary: "type({a}) is str"}
+_QUICK_TYPES: dict[Callable[[Any], Any], str] = {identifier: "type({a}) is str or type({a}) is Atom", binary: "type({a}) is str"}
 
 
 def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list], tuple[Any, Any]]:

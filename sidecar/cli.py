@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sidecar import __version__
 
 if TYPE_CHECKING:
+    from sidecar.logframes import LogFrameHandler
     from sidecar.storage.factory import StorageSpec
 
 PROG = "snakepit-sidecar"
@@ -173,7 +174,7 @@ def parse_options(argv: Sequence[str]) -> SidecarOptions:
         return SidecarOptions.model_validate(given)
     except ValidationError as error:
         parser.exit(EXIT_USAGE, f"{PROG}: error: {describe_validation_error(error)}\n")
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable") from None  # pragma: no cover
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -185,7 +186,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def configure_logging(options: SidecarOptions) -> logging.Handler:
+def configure_logging(options: SidecarOptions) -> "LogFrameHandler":
     """stderr logging at --log-level, plus the `:log` frame handler; returns the latter."""
     from sidecar.logframes import LogFrameHandler, python_level
 

@@ -539,10 +539,10 @@ def _dec_rare(data: bytes, i: int, tag: int, level: int) -> tuple[Any, int]:
         text = data[i + 1 : end].split(b"\x00", 1)[0]
         if not _OLD_FLOAT.fullmatch(text):
             raise DecodeError("bad FLOAT_EXT text")
-        value = float(text)
-        if value - value != 0.0:
+        old_float = float(text)
+        if old_float - old_float != 0.0:
             raise DecodeError("non-finite float")
-        return value, end
+        return old_float, end
     if tag == NEW_PID_EXT or tag == PID_EXT:
         _, j = _dec_atom_at(data, i + 1)
         return _opaque("pid", data, i, j + (12 if tag == NEW_PID_EXT else 9))
@@ -1421,7 +1421,7 @@ def _dec_args(data: bytes, i: int) -> tuple[Any, int]:
     size = len(data)
     if length > size - i:
         raise _truncated()
-    items = []
+    items: list = []
     put = items.append
     for _ in range(length):
         tag = data[i]

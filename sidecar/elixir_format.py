@@ -12,7 +12,7 @@ The number printers live in `sidecar.elixir_numbers` (re-exported here).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sidecar.elixir_inspect import inspect
 from sidecar.elixir_numbers import (
@@ -39,7 +39,7 @@ __all__ = [
 def _chardata_to_string(items: list) -> str | None:
     """`List.to_string/1` of chardata (code points, binaries, nested lists), or None if invalid."""
     parts: list[str] = []
-    stack: list[Iterable[Any]] = [iter(items)]
+    stack: list[Iterator[Any]] = [iter(items)]
     while stack:
         try:
             item = next(stack[-1])

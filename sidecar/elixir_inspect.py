@@ -34,9 +34,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
-
 from sidecar.elixir_numbers import inspect_float, integer_text
+from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
 __all__ = ["inspect", "inspect_prefix", "describe", "describe_exception", "exception_message", "inspect_atom", "inspect_key", "term_order_key"]
 
@@ -445,7 +444,7 @@ def _map_doc(mapping: dict) -> _Doc:
     if isinstance(struct_name, Atom) and _module_alias(struct_name.name) not in (None, "Elixir"):
         fields = [(k, v) for k, v in _ordered_items(mapping) if k is not Atom("__struct__")]
         if all(_is_keyword_key(k) for k, _ in fields):
-            opener = "%" + _module_alias(struct_name.name) + "{"
+            opener = "%" + str(_module_alias(struct_name.name)) + "{"
             return _Container(opener, [_Seq([_keyword_key(k), _doc(v)]) for k, v in fields], "}")
     items = _ordered_items(mapping)
     if items and all(_is_keyword_key(_unwrap_key(k)) for k, _ in items):
@@ -599,7 +598,7 @@ def _map_pieces(mapping: dict) -> Any:
     if isinstance(struct_name, Atom) and _module_alias(struct_name.name) not in (None, "Elixir"):
         fields = [(k, v) for k, v in _ordered_items(mapping) if k is not Atom("__struct__")]
         if all(_is_keyword_key(k) for k, _ in fields):
-            opener = "%" + _module_alias(struct_name.name) + "{"
+            opener = "%" + str(_module_alias(struct_name.name)) + "{"
             return _container_pieces(opener, ((_keyword_key(k), _Sub(v)) for k, v in fields), "}")
     items = _ordered_items(mapping)
     if items and all(_is_keyword_key(_unwrap_key(k)) for k, _ in items):

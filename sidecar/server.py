@@ -31,7 +31,17 @@ from sidecar.config import StoreConfig
 from sidecar.elixir_inspect import describe, describe_exception
 from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
-from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine, describe_event
+from sidecar.protocol import (
+    A_REPLY,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    Call,
+    CallError,
+    Hello,
+    ProtocolError,
+    ProtocolMachine,
+    describe_event,
+)
 from sidecar.replies import Replies
 from sidecar.storage.base import Conflict, Storage, StorageError, StorageOpenError
 from sidecar.storage.factory import open_storage
@@ -193,9 +203,10 @@ class Sidecar:
                         self._hello(event, out)
                     except Exception as exc:  # answered, or the harness would wait for its timeout
                         log.exception("hello failed")
-                        reason = (A_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-                        out.append(self.protocol.protocol_error(reason, f"the hello could not be handled: {exc}"))
+                        reason = (A_INTERNAL_ERROR, describe_exception(exc))
+                        out.append(self.protocol.protocol_error(reason, f"the hello could not be handled: {reason[1]}"))
                 else:
+                    assert isinstance(event, (CallError, ProtocolError))
                     self._log_pending(out)
                     out.append(self.protocol.answer(event))
             except Exception:  # a defect here must not stop the other frames of the chunk

@@ -490,7 +490,7 @@ class SessionStore:
 
         description = options.get(A_DESCRIPTION)
         if _truthy(description) or extra_metadata:
-            metadata = dict(DEFAULT_METADATA)
+            metadata: dict = dict(DEFAULT_METADATA)
             if _truthy(description):
                 metadata["description"] = description
             metadata.update(extra_metadata or EMPTY_MAP)
@@ -530,7 +530,7 @@ class SessionStore:
     def get_variable_value(self, session_id: Any, ident: Any, default: Any = None) -> Result:
         session = self._session(session_id)
         variable = None if session is None else self._find_variable(session_id, ident)
-        if variable is None:
+        if session is None or variable is None:
             return default, []
         # as the original (it went through get_variable): a touch and a :get event
         self._touch(session, self.clock.now())

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import operator
 import sys
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from . import types
+from .elixir_format import to_string_term
 from .elixir_inspect import inspect
-from .storage.base import VARIABLE_FIELDS as FIELD_NAMES
 from .storage.base import (
     EMPTY_LIST,
     EMPTY_MAP,
@@ -37,7 +37,7 @@ from .storage.base import (
     VariableRecord,
     is_default_status,
 )
-from .elixir_format import to_string_term
+from .storage.base import VARIABLE_FIELDS as FIELD_NAMES
 from .terms import Atom, hashable_key
 
 A_STRUCT = Atom("__struct__")
@@ -65,6 +65,10 @@ A_TOTAL_VARIABLE_UPDATES = Atom("total_variable_updates")
 A_STARTED_AT = Atom("started_at")
 
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+
 def _same(term: Any) -> Any:
     return term
 
@@ -73,7 +77,7 @@ TimeMap = Callable[[Any], Any]
 """A clock's `to_beam` or `from_beam` (an integer time translated, anything else unchanged)."""
 
 
-def is_integer(term: Any) -> bool:
+def is_integer(term: Any) -> TypeIs[int]:
     """An Elixir integer (Python bools are ints, Elixir booleans are not)."""
     return isinstance(term, int) and not isinstance(term, bool)
 

@@ -24,10 +24,9 @@ must stay that way in a Python dict.
 
 from __future__ import annotations
 
+from _weakref import _remove_dead_weakref  # type: ignore[attr-defined]  # what weakref.WeakValueDictionary uses
 from typing import Any, Iterable
 from weakref import KeyedRef
-
-from _weakref import _remove_dead_weakref  # what weakref.WeakValueDictionary uses
 
 
 def _forget_atom(ref: "KeyedRef") -> None:

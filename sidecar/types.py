@@ -47,7 +47,7 @@ spellings Python lacks are translated (`\\Q..\\E`, `\\Z`, `\\k<name>`, `\\x{hh}`
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterator
 
 import regex
 
@@ -291,7 +291,7 @@ def _coerce_embedding(value: Any) -> list[float]:
 def _flattened_count(items: list) -> int | None:
     """`length(List.flatten(items))`, or None when a nested element is an improper list."""
     count = 0
-    stack: list[Iterable[Any]] = [iter(items)]
+    stack: list[Iterator[Any]] = [iter(items)]
     while stack:
         try:
             item = next(stack[-1])

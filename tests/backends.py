@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from redis_server import fresh_prefix, redis_available, shared
+
 from sidecar.storage.factory import StorageSpec, open_storage
 
 BACKENDS = ["memory", "copying", "sqlite"] + (["redis"] if redis_available() else [])

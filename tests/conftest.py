@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests' helper module
 
 from backends import BACKENDS, remove_sqlite_files, storage_args  # noqa: E402
 from inprocess_client import Client  # noqa: E402
+
 from sidecar.terms import Atom  # noqa: E402
 
 try:

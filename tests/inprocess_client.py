@@ -24,6 +24,7 @@ from typing import Any
 
 from backends import open_backend
 from harness_mirror import harness_expand_result
+
 from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock

@@ -17,10 +17,10 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inprocess_client import Client
 
 from sidecar import types
 from sidecar.terms import Atom
-from inprocess_client import Client
 
 A = Atom
 INTEGER = A("integer")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from inprocess_client import Client
+
 from sidecar import calls
 from sidecar.clock import Clock, FakeClock
 from sidecar.config import StoreConfig

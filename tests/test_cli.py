@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from client import REPO_ROOT, sidecar_command, sidecar_env
 
 from sidecar import cli
-from client import REPO_ROOT, sidecar_command, sidecar_env
 
 
 def run_sidecar(*args: str) -> subprocess.CompletedProcess:

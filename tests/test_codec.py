@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar import codec
 from sidecar.codec import (
     DecodeError,
     EncodeError,
@@ -723,7 +722,7 @@ def test_corrupted_beam_encodings_raise_only_decode_error(
     beam_run: tuple[dict[str, bytes], dict[str, str]]
 ) -> None:
     rng = random.Random(1234)
-    for name, data in beam_run[0].items():
+    for _name, data in beam_run[0].items():
         if len(data) > 5000:
             continue
         for _ in range(20):

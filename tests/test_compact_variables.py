@@ -8,6 +8,7 @@ contract suites also run through a compact in-process client (tests/conftest.py)
 from __future__ import annotations
 
 import pytest
+from harness_mirror import ELIXIR_DEFAULT_STATUS, OK, STRUCT, harness_expand, harness_expand_result
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +23,7 @@ from sidecar.store import SessionStore
 from sidecar.structs import compact_variable, expand_compact_variable, render_variable
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
-from harness_mirror import ELIXIR_DEFAULT_STATUS, OK, STRUCT, harness_expand, harness_expand_result
+
 
 def wire(term):
     return codec.decode(codec.encode(term))

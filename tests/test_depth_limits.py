@@ -22,17 +22,17 @@ import sys
 from typing import Any, Callable, Iterator
 
 import pytest
+from client import SubprocessClient
+from harness_mirror import harness_expand_result
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_codec import strictly_equal, terms
 
 from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.codec import MAX_TERM_DEPTH, DecodeTooDeep, EncodeTooDeep, term_depth
 from sidecar.server import Sidecar
 from sidecar.terms import Atom, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
-from client import SubprocessClient
-from harness_mirror import harness_expand_result
-from test_codec import strictly_equal, terms
 
 A = Atom
 OK = A("ok")

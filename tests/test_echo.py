@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from client import REPO_ROOT
 
 pytestmark = pytest.mark.subprocess

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec import terms
 
 from sidecar import codec
 from sidecar.elixir_inspect import _doc, _flat, describe, describe_exception, exception_message, inspect, inspect_prefix
 from sidecar.terms import Atom, BitString, ImproperList
-from test_codec import terms
 
 A = Atom
 ELIXIR = shutil.which("elixir")

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import pytest
+from client import SubprocessClient
 
 from sidecar import calls, codec
 from sidecar.cli import SidecarOptions
@@ -22,7 +23,6 @@ from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import BAD_FRAME_ECHO_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine, describe_event
 from sidecar.server import Sidecar
 from sidecar.terms import Atom
-from client import SubprocessClient
 
 A = Atom
 HUGE = 2**20000  # 6,021 digits: str() refuses it

@@ -27,14 +27,14 @@ import zlib
 from typing import Any, Iterator
 
 import pytest
+from client import SubprocessClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec import terms
 
 from sidecar import calls, codec
 from sidecar.protocol import HEADER_BYTES, PEEK_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine
 from sidecar.terms import Atom
-from client import SubprocessClient
-from test_codec import terms
 
 A = Atom
 LIMIT = 65_536  # the frame limit of the machine and the process under fuzz

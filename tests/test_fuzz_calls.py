@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from backends import BACKENDS, open_backend, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import terms as any_terms
-
-import pytest
-from backends import BACKENDS, open_backend, snapshot
 
 from sidecar import calls, codec
 from sidecar.cli import SidecarOptions

@@ -23,8 +23,10 @@ import math
 from typing import Any
 
 import pytest
+from backends import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec import atoms, binaries, floats, ints, strictly_equal, strings, terms
 
 from sidecar import calls, clock, codec, protocol, types
 from sidecar.clock import Clock, FakeClock, format_utc_iso8601
@@ -34,8 +36,6 @@ from sidecar.replies import Replies
 from sidecar.storage.base import VariableRecord
 from sidecar.store import SessionStore, is_error
 from sidecar.terms import Atom, Encoded
-from backends import snapshot
-from test_codec import atoms, binaries, floats, ints, strictly_equal, strings, terms
 
 A = Atom
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,10 +20,10 @@ import textwrap
 import time
 
 import pytest
+from client import SubprocessClient, sidecar_command, sidecar_env
 
 from sidecar import codec
 from sidecar.terms import Atom
-from client import SubprocessClient, sidecar_command, sidecar_env
 
 A = Atom
 EXIT_TIMEOUT = 10.0

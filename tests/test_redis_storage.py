@@ -14,9 +14,11 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from client import SubprocessClient, sidecar_env
+from redis.crc import key_slot
 from redis_nodes import Node, nodes
-from redis_server import RedisServer, fresh_prefix, shared
+from redis_server import RedisServer, fresh_prefix
 
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
@@ -25,9 +27,6 @@ from sidecar.storage.memory import MemoryStorage
 from sidecar.storage.redis import RedisStorage, VariableNumbers
 from sidecar.storage.redis_layout import Layout, escape_id
 from sidecar.terms import Atom as A
-
-import redis
-from redis.crc import key_slot
 
 OK = A("ok")
 ERROR = A("error")

@@ -9,13 +9,13 @@ import sys
 import time
 
 import pytest
+from client import REPO_ROOT, SubprocessClient, sidecar_env
 
 from sidecar import codec, server
 from sidecar.cli import SidecarOptions
 from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import frame
 from sidecar.terms import Atom
-from client import REPO_ROOT, SubprocessClient, sidecar_env
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ from sidecar.replies import Replies
 from sidecar.storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord
 from sidecar.storage.memory import MemoryStorage
 from sidecar.store import SessionStore
-from sidecar.structs import InvalidSession, parse_session, render_session, render_variable
+from sidecar.structs import InvalidSession, parse_session, render_session
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from sidecar.elixir_inspect import inspect, inspect_key, term_order_key
 from sidecar.replay.rules import ClockWindow, IdBindings, Rule, RuleContext, Where, default_rules, generated_id_parts
 from sidecar.structs import expand_compact_variable
-from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey, term_equal
+from sidecar.terms import Atom, ImproperList, ListKey, MapKey, StrictKey, term_equal
 
 
 class _Absent:
@@ -148,7 +148,7 @@ class Matcher:
             # struct fields (times, ids) apply to them as well
             expected_struct = expand_compact_variable(expected)
             actual_struct = None if expected_struct is None else expand_compact_variable(actual)
-            if actual_struct is not None:
+            if expected_struct is not None and actual_struct is not None:
                 return self._match_map(expected_struct, actual_struct, steps, where)
         if isinstance(expected, tuple) and type(expected) is tuple and type(actual) is tuple:
             return self._match_sequence(expected, actual, steps, where, "elem")
@@ -254,9 +254,9 @@ class Matcher:
                 for k in actual
                 if id(k) not in taken and generated_id_parts(k) is not None and k not in self.bindings.recorded_of
             ]
-            for key in sorted(unbound, key=lambda k: generated_id_parts(k)[1]):
-                name = generated_id_parts(key)[0]
-                same_name = sorted((k for k in leftovers if generated_id_parts(k)[0] == name), key=lambda k: generated_id_parts(k)[1])
+            for key in sorted(unbound, key=lambda k: _id_parts(k)[1]):
+                name = _id_parts(key)[0]
+                same_name = sorted((k for k in leftovers if _id_parts(k)[0] == name), key=lambda k: _id_parts(k)[1])
                 match = same_name[0] if same_name else ABSENT
                 if match is not ABSENT:
                     leftovers.remove(match)
@@ -267,3 +267,10 @@ class Matcher:
 def _scalar_equal(expected: Any, actual: Any) -> bool:
     """Strict (===) equality of two terms that are not containers of the same kind."""
     return type(expected) is type(actual) and term_equal(expected, actual)
+
+
+def _id_parts(term: Any) -> tuple[str, int]:
+    """`generated_id_parts` of a term known to be a generated id."""
+    parts = generated_id_parts(term)
+    assert parts is not None
+    return parts

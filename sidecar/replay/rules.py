@@ -123,8 +123,8 @@ def _rewrite(term: Any, mapping: dict[str, str]) -> Any:
         new_items = [_rewrite(item, mapping) for item in term]
         return term if all(a is b for a, b in zip(new_items, term)) else new_items
     if isinstance(term, tuple) and type(term) is tuple:
-        new_items = tuple(_rewrite(item, mapping) for item in term)
-        return term if all(a is b for a, b in zip(new_items, term)) else new_items
+        new_tuple = tuple(_rewrite(item, mapping) for item in term)
+        return term if all(a is b for a, b in zip(new_tuple, term)) else new_tuple
     if isinstance(term, dict):
         new_pairs = [(_rewrite(k, mapping), _rewrite(v, mapping)) for k, v in term.items()]
         if all(nk is k and nv is v for (nk, nv), (k, v) in zip(new_pairs, term.items())):
@@ -188,7 +188,9 @@ class GeneratedIdRule:
                 f"expected {inspect(expected)}, which an earlier frame bound to {inspect(bound)}, "
                 f"got {inspect(actual)}"
             )
-        name, _number = generated_id_parts(expected)
+        expected_parts = generated_id_parts(expected)
+        assert expected_parts is not None  # applies() said so
+        name = expected_parts[0]
         actual_parts = generated_id_parts(actual)
         if actual_parts is None or actual_parts[0] != name:
             return f"expected a generated id of the shape \"var_{name}_<N>\" (recorded {inspect(expected)}), got {inspect(actual)}"

@@ -12,6 +12,7 @@ sidecar sends is an unexpected frame.
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import struct
@@ -89,7 +90,7 @@ def load_entries(path: str | Path) -> list[Entry]:
             term = codec.decode(frame.body)
         except codec.DecodeError as error:
             if not frame.to_sidecar:
-                raise RecordingError(f"byte {frame.offset}: recorded sidecar frame {frame.index} is not a valid term ({error})")
+                raise RecordingError(f"byte {frame.offset}: recorded sidecar frame {frame.index} is not a valid term ({error})") from None
             term = None
         entries.append(Entry(frame, term))
     return entries
@@ -121,6 +122,7 @@ class SidecarProcess:
 
     def _read_frames(self) -> None:
         stream = self.process.stdout
+        assert stream is not None  # opened with a pipe
         try:
             while True:
                 header = stream.read(4)
@@ -137,7 +139,9 @@ class SidecarProcess:
 
     def _read_stderr(self) -> None:
         try:
-            for chunk in iter(lambda: self.process.stderr.read1(4096), b""):
+            stderr = self.process.stderr
+            assert isinstance(stderr, io.BufferedReader)  # opened with a pipe, buffered
+            for chunk in iter(lambda: stderr.read1(4096), b""):
                 self._stderr += chunk
                 del self._stderr[:-_STDERR_KEEP]
         except (OSError, ValueError):
@@ -145,9 +149,11 @@ class SidecarProcess:
 
     def send(self, body: bytes) -> bool:
         """Write one frame; False when the sidecar no longer reads."""
+        stdin = self.process.stdin
+        assert stdin is not None  # opened with a pipe
         try:
-            self.process.stdin.write(struct.pack(">I", len(body)) + body)
-            self.process.stdin.flush()
+            stdin.write(struct.pack(">I", len(body)) + body)
+            stdin.flush()
             return True
         except (BrokenPipeError, OSError, ValueError):
             return False
@@ -158,7 +164,8 @@ class SidecarProcess:
 
     def close_input(self) -> None:
         try:
-            self.process.stdin.close()
+            if self.process.stdin is not None:
+                self.process.stdin.close()
         except OSError:
             pass
 
@@ -288,7 +295,7 @@ class _Replay:
         try:
             term = codec.decode(body)
         except codec.DecodeError as error:
-            raise _Mismatched(ReplayFailure("frame from the sidecar", actual=body, note=f"the sidecar sent bytes that are not a term ({error})"))
+            raise _Mismatched(ReplayFailure("frame from the sidecar", actual=body, note=f"the sidecar sent bytes that are not a term ({error})")) from None
         kind = term[0] if isinstance(term, tuple) and term else None
         if kind is A_REPLY and len(term) >= 2 and is_integer(term[1]) and term[1] not in self.replies:
             self.replies[term[1]] = term

@@ -8,7 +8,7 @@ it cannot: a path that does not open, a file in use, an unknown schema version .
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .base import Storage
 
@@ -24,7 +24,7 @@ class StorageSpec:
     options: dict = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str, **options: str) -> "StorageSpec":
+    def parse(cls, text: str, **options: Any) -> "StorageSpec":
         """`memory`, `copying`, `sqlite:PATH` or `redis://...` / `rediss://...` (or `unix://`)."""
         if text in ("memory", "copying"):
             return cls(text, None, dict(options))
@@ -68,7 +68,7 @@ def open_storage(spec: StorageSpec) -> Storage:
         assert spec.target is not None
         return SqliteStorage(spec.target, **spec.options)
     if spec.kind == "redis":
-        from .redis import RedisStorage  # type: ignore[import-not-found]
+        from .redis import RedisStorage
 
         assert spec.target is not None
         return RedisStorage(spec.target, **spec.options)

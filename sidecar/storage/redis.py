@@ -30,9 +30,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 from urllib.parse import urlsplit
 
 try:
@@ -315,7 +314,7 @@ class RedisStorage:
 
     # the change feed -----------------------------------------------------------------------
 
-    def change_message(self, sessions: dict, variables: dict, global_programs: list) -> tuple[bytes, bytes]:
+    def change_message(self, sessions: Collection, variables: dict, global_programs: list) -> tuple[bytes, bytes]:
         """The channel and message announcing one commit (`Change`, encoded)."""
         if not sessions and not global_programs:
             return b"", b""

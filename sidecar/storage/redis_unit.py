@@ -97,7 +97,7 @@ class _Header(SessionRecord):
         )
         self._on_revision = on_revision
 
-    @property  # type: ignore[override]
+    @property
     def revision(self) -> int:
         notify = self._on_revision
         if notify is not None:
@@ -253,8 +253,9 @@ class RedisUnit:
                 self.cache.drop(session_id)
                 self.storage.suspect.add(session_id)
                 raise Conflict("the session changed under this call")
-            entry = self._load(session_id)
-            assert entry is not None
+            loaded = self._load(session_id)
+            assert loaded is not None
+            entry = loaded
         self._note_header(session_id, entry, "cv")
         return entry
 
@@ -262,6 +263,7 @@ class RedisUnit:
 
     def _load(self, session_id: Any) -> Optional[CachedSession]:
         reply = self._read([("L", session_id)])[0]
+        assert self.last_seq is not None  # every read sets it
         entry = CachedSession.from_load(reply, self.last_seq)
         self.storage.suspect.discard(session_id)
         if entry is None:

@@ -150,20 +150,20 @@ class StoredSession(SessionData):
     def set_rows(self, variables: dict, index: dict, programs: dict) -> None:
         self._variables, self._index, self._programs = variables, index, programs
 
-    @property  # type: ignore[override]
-    def variables(self) -> dict:
+    @property
+    def variables(self) -> dict:  # type: ignore[override]
         if self._variables is None:
             self._storage.load_rows(self)
         return self._variables
 
-    @property  # type: ignore[override]
-    def index(self) -> dict:
+    @property
+    def index(self) -> dict:  # type: ignore[override]
         if self._index is None:
             self._storage.load_rows(self)
         return self._index
 
-    @property  # type: ignore[override]
-    def programs(self) -> dict:
+    @property
+    def programs(self) -> dict:  # type: ignore[override]
         if self._programs is None:
             self._storage.load_rows(self)
         return self._programs
