@@ -11,68 +11,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from sidecar import __version__
+from sidecar.options import LogLevelName, SidecarOptions
+
+__all__ = ["SidecarOptions", "LogLevelName", "build_parser", "parse_options", "main"]
 
 if TYPE_CHECKING:
     from sidecar.logframes import LogFrameHandler
-    from sidecar.storage.factory import StorageSpec
 
 PROG = "snakepit-sidecar"
 EXIT_USAGE = 2
-MIB = 1024 * 1024
-LogLevelName = Literal["debug", "info", "warning", "error"]
-
-
-class SidecarOptions(BaseModel):
-    """Everything the command line sets. `:hello` options override the store settings."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    default_ttl: int = Field(3600, ge=0, description="session TTL in seconds")
-    global_program_ttl: int = Field(3600, ge=0, description="global program TTL in seconds")
-    cleanup_interval: int = Field(60_000, ge=1, description="ms between periodic cleanups")
-    max_frame_bytes: int = Field(64 * MIB, ge=64, le=2**32 - 1, description="largest accepted frame body")
-    log_level: LogLevelName = "info"
-    log_frame_level: LogLevelName = "warning"
-    enable_test_calls: bool = False
-    spin_us: int = Field(50, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking")
-    storage: str = Field("memory", description="memory, sqlite:PATH or redis://HOST:PORT/DB")
-    sqlite_synchronous: Literal["normal", "full"] = "normal"
-    redis_prefix: str = Field("snakepit:", min_length=1, description="prefix of every Redis key of this store")
-    redis_timeout_ms: int = Field(1000, ge=10, le=60_000, description="Redis connect and read timeout")
-    redis_cache_mb: int = Field(64, ge=0, le=1_000_000, description="memory for copies of Redis sessions")
-
-    @field_validator("redis_prefix")
-    @classmethod
-    def _redis_prefix(cls, value: str) -> str:
-        from sidecar.storage.redis_layout import check_prefix
-
-        return check_prefix(value)  # a ValueError names what is wrong
-
-    @field_validator("storage")
-    @classmethod
-    def _storage_spec(cls, value: str) -> str:
-        from sidecar.storage.factory import StorageSpec
-
-        StorageSpec.parse(value)  # a ValueError names what is wrong
-        return value
-
-    def storage_spec(self) -> "StorageSpec":
-        """The backend `storage` names, with its options."""
-        from sidecar.storage.factory import StorageSpec
-
-        spec = StorageSpec.parse(self.storage)
-        if spec.kind == "sqlite":
-            return StorageSpec.parse(self.storage, synchronous=self.sqlite_synchronous)
-        if spec.kind == "redis":
-            return StorageSpec.parse(
-                self.storage, prefix=self.redis_prefix, timeout_ms=self.redis_timeout_ms, cache_mb=self.redis_cache_mb
-            )
-        return spec
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from .settings import DEFAULT_CLEANUP_INTERVAL_MS, DEFAULT_GLOBAL_PROGRAM_TTL, DEFAULT_TTL, Milliseconds, Seconds
 from .terms import Atom
 
 DEFAULT_SESSION_STRUCT = Atom("Elixir.Snakepit.Bridge.Session")
@@ -29,9 +30,9 @@ class StoreConfig(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, strict=True)
 
-    default_ttl: int = 3600
-    global_program_ttl: int = 3600
-    cleanup_interval_ms: int = 60_000
+    default_ttl: Seconds = DEFAULT_TTL
+    global_program_ttl: Seconds = DEFAULT_GLOBAL_PROGRAM_TTL
+    cleanup_interval_ms: Milliseconds = DEFAULT_CLEANUP_INTERVAL_MS
     session_struct: Atom = DEFAULT_SESSION_STRUCT
     variable_struct: Atom = DEFAULT_VARIABLE_STRUCT
     enable_test_calls: bool = False
@@ -42,17 +43,3 @@ class StoreConfig(BaseModel):
     @classmethod
     def _as_module_atom(cls, value: Any) -> Atom:
         return _module_atom(value)
-
-    @field_validator("default_ttl", "global_program_ttl")
-    @classmethod
-    def _non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must be a non-negative number of seconds")
-        return value
-
-    @field_validator("cleanup_interval_ms")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be a positive number of milliseconds")
-        return value

@@ -30,13 +30,13 @@ from typing import Any, Union
 
 from sidecar import codec
 from sidecar.elixir_inspect import describe, exception_message, inspect_prefix
+from sidecar.settings import DEFAULT_MAX_FRAME_BYTES
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
-DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 HEADER_BYTES = 4
 # enough of a frame's start to read `{:call, id, ...}`'s id: 131, tuple header (<= 5 bytes),
 # the atom `call` (<= 7 bytes) and an integer of up to 255 bytes (SMALL_BIG_EXT)

@@ -22,15 +22,15 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from sidecar import __version__, calls, codec
-from sidecar.cli import SidecarOptions
 from sidecar.clock import Clock
 from sidecar.config import StoreConfig
 from sidecar.elixir_inspect import describe, describe_exception
 from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
+from sidecar.options import HelloOptions, SidecarOptions, option_error_term
 from sidecar.protocol import (
     A_REPLY,
     PROTOCOL_VERSION,
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 READ_CHUNK_BYTES = 1 << 20
 A_ERROR = Atom("error")
 A_INTERNAL_ERROR = Atom("internal_error")
-A_INVALID_OPTION = Atom("invalid_option")
 A_CONFLICT = Atom("conflict")
 A_STORAGE_ERROR = Atom("storage_error")
 A_STORAGE_UNAVAILABLE = Atom("storage_unavailable")
@@ -72,54 +71,6 @@ def _never(_outcome: Any) -> bool:
 def _failed(outcome: tuple) -> bool:
     """A call's (result, events, reply frame) that must leave storage as it was."""
     return is_error(outcome[0])
-
-
-class HelloOptions(BaseModel):
-    """The options map of `{:hello, 1, opts}` (docs/protocol.md); nil counts as not given."""
-
-    model_config = ConfigDict(strict=True, frozen=True, arbitrary_types_allowed=True)
-
-    session_struct: Atom | None = None
-    variable_struct: Atom | None = None
-    default_ttl: int | None = Field(None, ge=0)
-    global_program_ttl: int | None = Field(None, ge=0)
-    cleanup_interval: int | None = Field(None, ge=1)
-    monotonic_time: int | None = None
-    monotonic_time_ms: int | None = None
-    time_offset_ms: int | None = None
-    telemetry: bool | None = None
-    compact_variables: bool | None = None
-    read_cache: bool | None = None
-
-    @field_validator("session_struct", "variable_struct", mode="before")
-    @classmethod
-    def _module_atom(cls, value: Any) -> Any:
-        if value is None or isinstance(value, Atom):
-            return value
-        raise ValueError("must be a module atom")
-
-    @classmethod
-    def from_term(cls, options: dict) -> "HelloOptions":
-        """Known keys (atoms, or their binary names) of the hello map; others are ignored."""
-        known = cls.model_fields
-        given = {}
-        for key, value in options.items():
-            name = key.name if isinstance(key, Atom) else key if isinstance(key, str) else None
-            if name in known and value is not None:
-                given[name] = value
-        return cls.model_validate(given)
-
-
-def option_error_term(error: ValidationError, options: dict) -> tuple[Any, str]:
-    """`{:invalid_option, key, value}` and a message for the first bad hello option."""
-    problem = error.errors()[0]
-    name = str(problem["loc"][0]) if problem["loc"] else "options"
-    value = problem.get("input")
-    for key, given in options.items():
-        if (isinstance(key, Atom) and key.name == name) or key == name:
-            value = given
-            break
-    return (A_INVALID_OPTION, Atom(name), value), f"hello option {name}: {problem['msg']}"
 
 
 class Sidecar:
