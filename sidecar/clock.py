@@ -3,7 +3,7 @@ the boundary, and ISO 8601 UTC stamps.
 
 Records hold storage time (`Clock.now`), anchored on the wall clock. What Elixir sees
 (`created_at`, `last_accessed`, `last_updated_at`, `started_at`) is on the BEAM's monotonic
-clock: `sidecar.replies` and `sidecar.structs` translate with `to_beam` / `from_beam`, so
+clock: `sidecar.store.replies` and `sidecar.store.structs` translate with `to_beam` / `from_beam`, so
 Elixir code comparing them with `System.monotonic_time(:second)` sees consistent values in the
 VM that is running now. `FakeClock` is a settable clock for tests.
 """

@@ -1,7 +1,7 @@
 """What may be set from outside, validated with pydantic: the command line (`SidecarOptions`)
 and the options map of `{:hello, 1, opts}` (`HelloOptions`, which overrides the store settings the
 command line set). Defaults and bounds come from `sidecar.settings`; the store's own validated
-settings are `sidecar.config.StoreConfig`.
+settings are `sidecar.store.config.StoreConfig`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from sidecar import codec
-from sidecar.elixir_inspect import describe, exception_message, inspect_prefix
+from sidecar.elixir.inspect import describe, exception_message, inspect_prefix
 from sidecar.settings import DEFAULT_MAX_FRAME_BYTES
 from sidecar.terms import Atom
 

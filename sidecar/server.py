@@ -24,10 +24,9 @@ from typing import Any, Callable, Sequence
 
 from pydantic import ValidationError
 
-from sidecar import __version__, calls, codec
+from sidecar import __version__, codec
 from sidecar.clock import Clock
-from sidecar.config import StoreConfig
-from sidecar.elixir_inspect import describe, describe_exception
+from sidecar.elixir.inspect import describe, describe_exception
 from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
 from sidecar.options import HelloOptions, SidecarOptions, option_error_term
@@ -42,11 +41,13 @@ from sidecar.protocol import (
     ProtocolMachine,
     describe_event,
 )
-from sidecar.replies import Replies
 from sidecar.storage.base import Conflict, Storage, StorageError, StorageOpenError
 from sidecar.storage.factory import open_storage
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store import SessionStore, is_error
+from sidecar.store import calls
+from sidecar.store.config import StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore, is_error
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)

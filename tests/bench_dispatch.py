@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sidecar import calls, codec  # noqa: E402
+from sidecar import codec  # noqa: E402
 from sidecar.cli import SidecarOptions  # noqa: E402
 from sidecar.server import Sidecar  # noqa: E402
+from sidecar.store import calls
 from sidecar.terms import Atom  # noqa: E402
 
 A = Atom

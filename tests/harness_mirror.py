@@ -1,5 +1,5 @@
 """The harness's expansion of compact variables (`SnakepitSidecar.Protocol.expand_variables/2`),
-written again in Python from its Elixir source and independently of `sidecar.structs`: tests use
+written again in Python from its Elixir source and independently of `sidecar.store.structs`: tests use
 it to read compact replies as the harness's callers see them, so a field order that both sides of
 this repository got wrong in the same way would still fail (the ExUnit suite checks the real one).
 """

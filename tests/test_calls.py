@@ -8,11 +8,11 @@ import logging
 import pytest
 from inprocess_client import Client
 
-from sidecar import calls
 from sidecar.clock import Clock, FakeClock
-from sidecar.config import StoreConfig
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store import SessionStore, is_error
+from sidecar.store import calls
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore, is_error
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 
@@ -170,7 +170,7 @@ def test_a_defect_becomes_internal_error_and_leaves_the_store_as_it_was(monkeypa
         raise RuntimeError("boom")
 
     monkeypatch.setattr(MemoryStorage, "find_variable", broken)
-    with caplog.at_level(logging.ERROR, logger="sidecar.calls"):
+    with caplog.at_level(logging.ERROR, logger="sidecar.store.calls"):
         result = client.call("update_variable", "s1", "t", 0.7)
     assert result[0] is ERROR and result[1][0] is A("internal_error")
     assert type(result[1][1]) is str and "boom" in result[1][1]

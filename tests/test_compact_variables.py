@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
-from sidecar.config import DEFAULT_VARIABLE_STRUCT, StoreConfig
-from sidecar.replies import Replies
 from sidecar.server import Sidecar
 from sidecar.storage.base import NOT_OPTIMIZING, VariableRecord
-from sidecar.store import SessionStore
-from sidecar.structs import compact_variable, expand_compact_variable, render_variable
+from sidecar.store.config import DEFAULT_VARIABLE_STRUCT, StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore
+from sidecar.store.structs import compact_variable, expand_compact_variable, render_variable
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

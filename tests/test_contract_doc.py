@@ -13,7 +13,8 @@ import ast
 import re
 from pathlib import Path
 
-from sidecar import calls, store
+from sidecar.store import calls
+from sidecar.store import session_store as store
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
@@ -98,10 +99,10 @@ def _leading_atom(node: ast.AST) -> str | None:
 
 
 def store_error_reasons() -> set[str]:
-    """Every reason atom at an error site of sidecar/store.py: `_error(reason)` and the
+    """Every reason atom at an error site of sidecar/store/session_store.py: `_error(reason)` and the
     `(ERROR, reason)` constants."""
     reasons = set()
-    for node in ast.walk(ast.parse((SIDECAR / "store.py").read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse((SIDECAR / "store" / "session_store.py").read_text(encoding="utf-8"))):
         reason = None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_error" and node.args:
             reason = _leading_atom(node.args[0])
@@ -113,9 +114,9 @@ def store_error_reasons() -> set[str]:
 
 
 def session_validation_reasons() -> set[str]:
-    """Every `InvalidSession(Atom(reason))` of sidecar/structs.py (put_session_if, update_session)."""
+    """Every `InvalidSession(Atom(reason))` of sidecar/store/structs.py (put_session_if, update_session)."""
     reasons = set()
-    for node in ast.walk(ast.parse((SIDECAR / "structs.py").read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse((SIDECAR / "store" / "structs.py").read_text(encoding="utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "InvalidSession":
             reason = _atom_name(node.args[0]) if node.args else None
             if reason is not None:
@@ -124,7 +125,7 @@ def session_validation_reasons() -> set[str]:
 
 
 def dispatch_error_reasons() -> set[str]:
-    """The reasons sidecar/calls.py answers for calls that do not fit the table."""
+    """The reasons sidecar/store/calls.py answers for calls that do not fit the table."""
     return {
         atom.name
         for name, atom in vars(calls).items()
@@ -160,10 +161,10 @@ def code_error_reasons() -> set[str]:
 
 
 def validation_message_pieces() -> set[str]:
-    """The literal text of every message sidecar/types.py can reject a value with (the constant
+    """The literal text of every message sidecar/store/types.py can reject a value with (the constant
     parts of f-strings, stripped)."""
     pieces: set[str] = set()
-    for node in ast.walk(ast.parse((SIDECAR / "types.py").read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse((SIDECAR / "store" / "types.py").read_text(encoding="utf-8"))):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
         position = {"ValidationFailed": 0, "ConstraintViolation": 0, "_identifier_coercer": 0, "_member_checker": 1}

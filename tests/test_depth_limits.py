@@ -1,5 +1,5 @@
 """One nesting limit (`codec.MAX_TERM_DEPTH`) for decode and encode, and writes that could not
-be read back refused up front (`sidecar.nesting`, docs/protocol.md).
+be read back refused up front (`sidecar.store.nesting`, docs/protocol.md).
 
 * the codec: `term_depth` agrees with a plain recursive definition; a term at the limit encodes
   and decodes, one level more is refused both ways (every container kind), also for input far
@@ -640,7 +640,7 @@ def test_a_call_nested_past_the_limit_is_answered_to_its_id(client: Any) -> None
 
 
 def test_flat_arguments_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sidecar import nesting
+    from sidecar.store import nesting
 
     walked: list = []
     real = codec.term_depth

@@ -1,4 +1,4 @@
-"""Tests for sidecar.elixir_format: numbers and terms printed as Elixir 1.14's `to_string/1` and
+"""Tests for sidecar.elixir.format: numbers and terms printed as Elixir 1.14's `to_string/1` and
 interpolation print them, and floats as `inspect/1` prints them.
 
 The tables hold outputs read off the real `elixir` binary; the live test asks it again, for a
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar import codec
-from sidecar.elixir_format import (
+from sidecar.elixir.format import (
     MAX_INTEGER_TEXT_DIGITS,
     format_float,
     format_number,

@@ -1,4 +1,4 @@
-"""`sidecar.elixir_inspect`: native terms printed as Elixir 1.14's `inspect/1` prints them.
+"""`sidecar.elixir.inspect`: native terms printed as Elixir 1.14's `inspect/1` prints them.
 
 Fixed expectations (outputs read off the real `elixir` binary), the pretty printer, and a live
 comparison: every term of the tables and of CASES is sent to `elixir` as ETF in one invocation
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_codec import terms
 
 from sidecar import codec
-from sidecar.elixir_inspect import _doc, _flat, describe, describe_exception, exception_message, inspect, inspect_prefix
+from sidecar.elixir.inspect import _doc, _flat, describe, describe_exception, exception_message, inspect, inspect_prefix
 from sidecar.terms import Atom, BitString, ImproperList
 
 A = Atom
@@ -214,7 +214,7 @@ def test_prefixes_of_long_scalars_are_exact(term):
 
 def test_printing_is_bounded_by_the_limit_not_by_the_term(monkeypatch):
     # a 50 MB binary and a list of a million elements: only what the prefix needs is printed
-    from sidecar import elixir_inspect
+    from sidecar.elixir import inspect as elixir_inspect
 
     escaped: list[int] = []
     printed: list[Any] = []

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from client import SubprocessClient
 
-from sidecar import calls, codec
+from sidecar import codec
 from sidecar.cli import SidecarOptions
-from sidecar.elixir_inspect import inspect
+from sidecar.elixir.inspect import inspect
 from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import BAD_FRAME_ECHO_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine, describe_event
 from sidecar.server import Sidecar
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

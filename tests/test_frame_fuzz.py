@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import terms
 
-from sidecar import calls, codec
+from sidecar import codec
 from sidecar.protocol import HEADER_BYTES, PEEK_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

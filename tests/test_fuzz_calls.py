@@ -24,11 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_codec import terms as any_terms
 
-from sidecar import calls, codec
+from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
 from sidecar.storage.sqlite import SqliteStorage
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from sidecar.clock import FakeClock
-from sidecar.config import StoreConfig
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store import SessionStore
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore
 from sidecar.terms import Atom as A
 
 FLOAT = A("float")

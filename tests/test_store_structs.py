@@ -6,12 +6,12 @@ import pytest
 
 from sidecar import codec
 from sidecar.clock import FakeClock
-from sidecar.config import DEFAULT_SESSION_STRUCT, DEFAULT_VARIABLE_STRUCT, StoreConfig
-from sidecar.replies import Replies
 from sidecar.storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store import SessionStore
-from sidecar.structs import InvalidSession, parse_session, render_session
+from sidecar.store.config import DEFAULT_SESSION_STRUCT, DEFAULT_VARIABLE_STRUCT, StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore
+from sidecar.store.structs import InvalidSession, parse_session, render_session
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

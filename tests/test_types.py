@@ -1,4 +1,4 @@
-"""Tests for sidecar.types: the Types tables of docs/contract.md, row by row and message by
+"""Tests for sidecar.store.types: the Types tables of docs/contract.md, row by row and message by
 message."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar import types
-from sidecar.elixir_format import format_number
-from sidecar.terms import Atom, BitString, ImproperList, term_equal
-from sidecar.types import (
+from sidecar.elixir.format import format_number
+from sidecar.store import types
+from sidecar.store.types import (
     ConstraintViolation,
     UnknownType,
     ValidationFailed,
@@ -28,6 +27,7 @@ from sidecar.types import (
     resolve_type,
     validate,
 )
+from sidecar.terms import Atom, BitString, ImproperList, term_equal
 
 A = Atom
 FLOAT, INTEGER, STRING, BOOLEAN = A("float"), A("integer"), A("string"), A("boolean")
@@ -579,7 +579,7 @@ def test_patterns_and_lengths_match_live_elixir() -> None:
 def test_a_pattern_that_backtracks_without_end_is_no_match_within_its_time_limit():
     import time
 
-    from sidecar.pcre import MATCH_SECONDS
+    from sidecar.store.pcre import MATCH_SECONDS
 
     started = time.monotonic()
     with pytest.raises(types.ConstraintViolation) as rejected:

@@ -19,7 +19,7 @@ from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
 from sidecar.storage.base import Conflict, SessionRecord, VariableRecord
-from sidecar.store import MAX_CONFLICT_RETRIES, SessionStore
+from sidecar.store.session_store import MAX_CONFLICT_RETRIES, SessionStore
 from sidecar.terms import Atom as A
 
 OK = A("ok")

@@ -27,9 +27,10 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-from sidecar import calls, codec  # noqa: E402
+from sidecar import codec  # noqa: E402
 from sidecar.cli import SidecarOptions  # noqa: E402
 from sidecar.server import Sidecar  # noqa: E402
+from sidecar.store import calls
 from sidecar.terms import Atom  # noqa: E402
 
 A = Atom

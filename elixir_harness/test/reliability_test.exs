@@ -124,7 +124,7 @@ defmodule SnakepitSidecar.ReliabilityTest do
 
   describe "nesting" do
     # codec.MAX_TERM_DEPTH on the Python side; the levels below are worked out in
-    # sidecar/nesting.py
+    # sidecar/store/nesting.py
     @max 128
 
     test "the deepest metadata a session can carry round-trips, also through update_session" do

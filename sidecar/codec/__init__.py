@@ -38,7 +38,7 @@ improper list is one level, and so is a fun with free variables; scalars, binari
 (before the Python stack is at risk: the decoder counts levels as it goes), `encode` refuses one
 with `EncodeTooDeep`, so whatever decodes also encodes, and the other way round. A
 `terms.Encoded` is written verbatim and not counted: whoever builds one from a stored term must
-make sure the whole reply stays within the limit (`sidecar.calls` refuses writes that could
+make sure the whole reply stays within the limit (`sidecar.store.calls` refuses writes that could
 not, docs/protocol.md).
 
 Decoding follows what `:erlang.binary_to_term/1` accepts: non-finite floats, duplicate map
@@ -57,9 +57,9 @@ from __future__ import annotations
 
 import zlib  # noqa: F401  (tests count its inflations through sidecar.codec.zlib)
 
-from .decode import _ATOM_CACHE_LIMIT, _ATOM_TERMS, _dec, decode
-from .depth import SCALAR_TYPES, term_depth
-from .encode import (
+from sidecar.codec.decode import _ATOM_CACHE_LIMIT, _ATOM_TERMS, _dec, decode
+from sidecar.codec.depth import SCALAR_TYPES, term_depth
+from sidecar.codec.encode import (
     _ATOM_ENCODINGS,
     encode,
     encode_body,
@@ -68,7 +68,7 @@ from .encode import (
     encode_tagged_frame,
     tagged_head,
 )
-from .etf import (
+from sidecar.codec.etf import (
     MAX_TERM_DEPTH,
     MAX_UNCOMPRESSED_SIZE,
     VERSION,
@@ -77,7 +77,7 @@ from .etf import (
     EncodeError,
     EncodeTooDeep,
 )
-from .hot import (
+from sidecar.codec.hot import (
     _MEMO_ENTRIES,
     _MEMO_FUNCTIONS,
     _PREFIX_MEMO_FUNCTIONS,
@@ -87,7 +87,7 @@ from .hot import (
     decode_call,
     peek_call_id,
 )
-from .oracle import decode_via_erlang_py, encode_via_erlang_py
+from sidecar.codec.oracle import decode_via_erlang_py, encode_via_erlang_py
 
 __all__ = [
     "DecodeError",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from ..terms import Opaque, hashable_key
-from .etf import (
+from sidecar.codec.etf import (
     _ATOM_TAGS,
     _INT_TAGS,
     _KEY_NEEDS_WRAP,
@@ -57,6 +56,7 @@ from .etf import (
     _unpack_I,
     _unpack_i,
 )
+from sidecar.terms import Opaque, hashable_key
 
 # ---------------------------------------------------------------------------------------------
 # Fast decoder

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey
-from .decode import (
+from sidecar.codec.decode import (
     _dec_new_fun,
 )
-from .etf import (
+from sidecar.codec.etf import (
     MAX_TERM_DEPTH,
     NEW_FUN_EXT,
     _too_deep,
 )
+from sidecar.terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
 # ---------------------------------------------------------------------------------------------
 # term_depth

@@ -6,11 +6,10 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable
 
-from ..terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey
-from .decode import (
+from sidecar.codec.decode import (
     _ATOM_CACHE_LIMIT,
 )
-from .etf import (
+from sidecar.codec.etf import (
     _MAX_ATOM_CHARS,
     ATOM_UTF8_EXT,
     BINARY_EXT,
@@ -38,6 +37,7 @@ from .etf import (
     _pack_BIB,
     _pack_I,
 )
+from sidecar.terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
 # ---------------------------------------------------------------------------------------------
 # Fast encoder

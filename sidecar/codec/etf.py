@@ -7,7 +7,7 @@ import re
 import struct
 from typing import Any
 
-from ..terms import Atom, BitString, ImproperList, StrictKey
+from sidecar.terms import Atom, BitString, ImproperList, StrictKey
 
 
 class DecodeError(ValueError):
@@ -170,13 +170,13 @@ def _strictly_equal(a: Any, b: Any) -> bool:
 def _describe(term: Any) -> str:
     """A term in an error message: its inspect output, cut short (never `repr`: CPython refuses
     to print an integer of more than 4300 digits, and the message must not raise)."""
-    from ..elixir_inspect import describe  # the printer sits above the codec; errors only
+    from sidecar.elixir.inspect import describe  # the printer sits above the codec; errors only
 
     return describe(term, 80)
 
 
 def _describe_exception(exc: BaseException) -> str:
-    from ..elixir_inspect import describe_exception
+    from sidecar.elixir.inspect import describe_exception
 
     return describe_exception(exc)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..terms import Atom
-from .decode import (
+from sidecar.codec.decode import (
     _ATOM_TERMS,
     _dec,
     _learn_atom,
     _truncated,
 )
-from .etf import (
+from sidecar.codec.etf import (
     _MISSING,
     ATOM_EXT,
     ATOM_UTF8_EXT,
@@ -34,6 +33,7 @@ from .etf import (
     _unpack_I,
     _unpack_i,
 )
+from sidecar.terms import Atom
 
 # ---------------------------------------------------------------------------------------------
 # peek_call_id

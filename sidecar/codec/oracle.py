@@ -8,19 +8,18 @@ from typing import Any
 
 import erlang
 
-from ..terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
-from .decode import (
+from sidecar.codec.decode import (
     _inflate,
 )
-from .depth import (
+from sidecar.codec.depth import (
     _check_depth_for_decode,
     term_depth,
 )
-from .encode import (
+from sidecar.codec.encode import (
     _INT_ONLY,
     _encode_too_deep,
 )
-from .etf import (
+from sidecar.codec.etf import (
     _KEY_NEEDS_WRAP,
     _MAX_ATOM_CHARS,
     COMPRESSED,
@@ -37,6 +36,7 @@ from .etf import (
     _insert_distinct,
     _too_deep,
 )
+from sidecar.terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKey, Opaque, StrictKey, hashable_key
 
 # ---------------------------------------------------------------------------------------------
 # erlang-py path (reference oracle): erlang-py plus a mapping layer that fixes its defaults

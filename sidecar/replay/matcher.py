@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from sidecar.elixir_inspect import inspect, inspect_key, term_order_key
+from sidecar.elixir.inspect import inspect, inspect_key, term_order_key
 from sidecar.replay.rules import ClockWindow, IdBindings, Rule, RuleContext, Where, default_rules, generated_id_parts
-from sidecar.structs import expand_compact_variable
+from sidecar.store.structs import expand_compact_variable
 from sidecar.terms import Atom, ImproperList, ListKey, MapKey, StrictKey, term_equal
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.elixir_inspect import inspect
+from sidecar.elixir.inspect import inspect
 from sidecar.replay.matcher import ABSENT
 from sidecar.replay.runner import ReplayResult
 

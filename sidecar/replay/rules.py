@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-from sidecar.elixir_inspect import inspect
+from sidecar.elixir.inspect import inspect
 from sidecar.terms import Atom, ImproperList
 
 GENERATED_ID = re.compile(r"\Avar_(.*)_([1-9][0-9]*)\Z", re.DOTALL)

@@ -2,6 +2,6 @@
 in-memory default (`memory`), a copying test backend (`copying`), SQLite (`sqlite`), and
 `open_storage`, which picks one from the `--storage` option (`factory`)."""
 
-from .base import Conflict, SessionRecord, Storage, StorageError, Unit, VariableRecord
+from sidecar.storage.base import Conflict, SessionRecord, Storage, StorageError, Unit, VariableRecord
 
 __all__ = ["Conflict", "SessionRecord", "Storage", "StorageError", "Unit", "VariableRecord"]

@@ -35,7 +35,7 @@ import operator
 import random
 from typing import Any, Callable, NamedTuple, Optional, Protocol, Union
 
-from ..terms import Atom
+from sidecar.terms import Atom
 
 SessionId = Union[str, bytes]
 """A session id: an Elixir binary (str when UTF-8, bytes otherwise)."""
@@ -126,7 +126,7 @@ def new_stamp() -> int:
     """A number no other variable record has had: every record the store builds gets one, so
     (variable id, stamp) names one immutable state of a variable, across restarts and across
     sidecars sharing a backend (a random 62-bit start per process, then counting up). The
-    reply cache (`sidecar.replies`) is keyed by it."""
+    reply cache (`sidecar.store.replies`) is keyed by it."""
     return next(_stamps)
 
 
@@ -147,7 +147,7 @@ VARIABLE_FIELDS = (
     "access_rules",
 )
 """The variable struct's fields in their declaration order: the one list the records, the struct
-and compact forms (`sidecar.structs`) and the persistent backends follow."""
+and compact forms (`sidecar.store.structs`) and the persistent backends follow."""
 
 
 class VariableRecord:

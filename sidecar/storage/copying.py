@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .base import SessionContents, SessionId, SessionRecord, VariableRecord
-from .memory import MemoryStorage
-from .records import bytes_session, bytes_term, bytes_variable, session_bytes, term_bytes, variable_bytes
+from sidecar.storage.base import SessionContents, SessionId, SessionRecord, VariableRecord
+from sidecar.storage.memory import MemoryStorage
+from sidecar.storage.records import bytes_session, bytes_term, bytes_variable, session_bytes, term_bytes, variable_bytes
 
 
 def copy_variable(variable: VariableRecord) -> VariableRecord:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .base import Storage
+from sidecar.storage.base import Storage
 
 KINDS = ("memory", "copying", "sqlite", "redis")
 
@@ -55,20 +55,20 @@ class StorageSpec:
 def open_storage(spec: StorageSpec) -> Storage:
     """Open the backend `spec` names."""
     if spec.kind == "memory":
-        from .memory import MemoryStorage
+        from sidecar.storage.memory import MemoryStorage
 
         return MemoryStorage()
     if spec.kind == "copying":
-        from .copying import CopyingStorage
+        from sidecar.storage.copying import CopyingStorage
 
         return CopyingStorage()
     if spec.kind == "sqlite":
-        from .sqlite import SqliteStorage
+        from sidecar.storage.sqlite import SqliteStorage
 
         assert spec.target is not None
         return SqliteStorage(spec.target, **spec.options)
     if spec.kind == "redis":
-        from .redis import RedisStorage
+        from sidecar.storage.redis import RedisStorage
 
         assert spec.target is not None
         return RedisStorage(spec.target, **spec.options)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from ..codec import encode_body
-from .base import STORE_COUNTERS, SessionContents, SessionId, SessionRecord, VariableRecord
+from sidecar.codec import encode_body
+from sidecar.storage.base import STORE_COUNTERS, SessionContents, SessionId, SessionRecord, VariableRecord
 
 _KEEP = object()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..codec import decode, encode_body
-from .base import EMPTY_LIST, EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord, is_default_status
+from sidecar.codec import decode, encode_body
+from sidecar.storage.base import EMPTY_LIST, EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord, is_default_status
 
 _VERSION = b"\x83"
 

@@ -44,13 +44,13 @@ try:
 except ImportError:  # the optional extra is not installed
     redis_client = None  # type: ignore[assignment]
 
-from ..codec import decode, encode
-from ..terms import Atom
-from .base import Change, StorageError, StorageOpenError
-from .redis_cache import SessionCache
-from .redis_layout import DEFAULT_PREFIX, Layout
-from .redis_lua import COMMIT, NUMBERS, READ
-from .redis_unit import RedisUnit, canonical_id
+from sidecar.codec import decode, encode
+from sidecar.storage.base import Change, StorageError, StorageOpenError
+from sidecar.storage.redis_cache import SessionCache
+from sidecar.storage.redis_layout import DEFAULT_PREFIX, Layout
+from sidecar.storage.redis_lua import COMMIT, NUMBERS, READ
+from sidecar.storage.redis_unit import RedisUnit, canonical_id
+from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator, Optional
 
-from .base import EMPTY_MAP, SessionId, SessionRecord, VariableRecord
-from .records import bytes_id, bytes_term, bytes_variable
+from sidecar.storage.base import EMPTY_MAP, SessionId, SessionRecord, VariableRecord
+from sidecar.storage.records import bytes_id, bytes_term, bytes_variable
 
 ENTRY_OVERHEAD = 512
 """Bytes counted for a session besides its stored values (records, dicts)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from .base import (
+from sidecar.storage.base import (
     STORE_COUNTERS,
     Conflict,
     SessionContents,
@@ -32,13 +32,13 @@ from .base import (
     VariableRecord,
     new_stamp,
 )
-from .memory import program_key
-from .records import bytes_id, bytes_term, id_bytes, term_bytes, variable_bytes
-from .redis_cache import CachedSession, header_from_hash, pairs
-from .redis_layout import decimal
+from sidecar.storage.memory import program_key
+from sidecar.storage.records import bytes_id, bytes_term, id_bytes, term_bytes, variable_bytes
+from sidecar.storage.redis_cache import CachedSession, header_from_hash, pairs
+from sidecar.storage.redis_layout import decimal
 
 if TYPE_CHECKING:
-    from .redis import RedisStorage
+    from sidecar.storage.redis import RedisStorage
 
 _KEEP = object()
 

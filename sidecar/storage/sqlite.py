@@ -31,7 +31,7 @@ import os
 import sqlite3
 from typing import Any, Iterable
 
-from .base import (
+from sidecar.storage.base import (
     EMPTY_MAP,
     STORE_COUNTERS,
     SessionContents,
@@ -41,8 +41,8 @@ from .base import (
     StorageOpenError,
     VariableRecord,
 )
-from .memory import MemoryStorage, SessionData, program_key
-from .records import (
+from sidecar.storage.memory import MemoryStorage, SessionData, program_key
+from sidecar.storage.records import (
     bytes_id,
     bytes_term,
     bytes_variable,

@@ -6,7 +6,7 @@ Interface (docs/architecture.md):
     resolve_type(type_term) -> Atom                  # :float / "float" -> Atom("float")
     coerce(type_atom, value) -> value                # raises ValidationFailed(message)
     check_constraints(type_atom, value, constraints) # raises ConstraintViolation(message)
-    compile_pattern(source, options="") -> PcrePattern | None   # sidecar.pcre, re-exported
+    compile_pattern(source, options="") -> PcrePattern | None   # sidecar.store.pcre, re-exported
 
 Values are native terms (sidecar/terms.py). Python's bool subclasses int, so every number test
 here excludes True/False: Elixir booleans are atoms, never numbers.
@@ -51,9 +51,9 @@ from typing import Any, Callable, Iterator
 
 import regex
 
-from sidecar.elixir_format import format_number, join, to_string_term
-from sidecar.elixir_inspect import describe, inspect
-from sidecar.pcre import PcrePattern, compile_pattern, pattern_from_term
+from sidecar.elixir.format import format_number, join, to_string_term
+from sidecar.elixir.inspect import describe, inspect
+from sidecar.store.pcre import PcrePattern, compile_pattern, pattern_from_term
 from sidecar.terms import Atom, ImproperList, term_equal
 
 __all__ = [

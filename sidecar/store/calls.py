@@ -7,7 +7,7 @@ and returns `(result_term, events)`. It never raises for anything a client can s
     wrong number of args      {:error, {:bad_arity, name, given, accepted}}
     argument of wrong type    {:error, {:bad_argument, name, position, expected}}  (1-based)
     a term that, stored, could not be read back (nested too deep for the reply carrying it)
-                              {:error, {:term_too_deep, name, path, max_depth}}  (sidecar.nesting)
+                              {:error, {:term_too_deep, name, path, max_depth}}  (sidecar.store.nesting)
     storage failure           {:error, {:storage_error, message}}  (logged)
     a defect in the store     {:error, {:internal_error, message}}  (logged)
 
@@ -30,12 +30,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from . import nesting
-from .elixir_inspect import describe_exception
-from .nesting import At, MapsAt, OptionsAt, ValuesAt
-from .storage.base import Conflict, StorageError
-from .structs import is_binary, is_integer
-from .terms import Atom, is_identifier
+from sidecar.elixir.inspect import describe_exception
+from sidecar.storage.base import Conflict, StorageError
+from sidecar.store import nesting
+from sidecar.store.nesting import At, MapsAt, OptionsAt, ValuesAt
+from sidecar.store.structs import is_binary, is_integer
+from sidecar.terms import Atom, is_identifier
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Param:
     check: Callable[[Any], Any]
     default: Any = _NO_DEFAULT
     stored: Optional[nesting.Stored] = None
-    """Where the argument (or parts of it) is stored and read back (`sidecar.nesting`); None
+    """Where the argument (or parts of it) is stored and read back (`sidecar.store.nesting`); None
     when nothing of it is, or when it comes back no deeper than it was sent."""
 
 

@@ -16,7 +16,7 @@
 * `inspect_float(f)` -- a float as `inspect/1` prints it: integral floats 1.0 <= |f| < 1.0e16 as
   `1000.0` where to_string prints `1.0e3`, otherwise as `format_float`.
 
-Used by `sidecar.elixir_format` (to_string) and `sidecar.elixir_inspect` (inspect). The float
+Used by `sidecar.elixir.format` (to_string) and `sidecar.elixir.inspect` (inspect). The float
 rules were determined empirically against the real `elixir` binary, and
 tests/test_elixir_format.py re-checks them live against it.
 """

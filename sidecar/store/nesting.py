@@ -39,8 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from . import codec
-from .terms import Atom
+from sidecar import codec
+from sidecar.terms import Atom
 
 MAX = codec.MAX_TERM_DEPTH
 SCALAR_TYPES = codec.SCALAR_TYPES

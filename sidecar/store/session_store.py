@@ -2,9 +2,9 @@
 
 Every public call returns `(result, events)`: `result` is the contract's return term with plain
 records where the Elixir function returns structs (a `VariableRecord`, a list of them, or a
-`SessionContents` for a session); `sidecar.replies` turns those into wire terms. `events` are
+`SessionContents` for a session); `sidecar.store.replies` turns those into wire terms. `events` are
 the telemetry events `(event, measurements, metadata)` the call caused, in order. Arguments
-arrive already type-checked by `sidecar.calls`; the contract's own validation errors come from
+arrive already type-checked by `sidecar.store.calls`; the contract's own validation errors come from
 here.
 
 Units of work: a call runs inside one (`transact`): its reads and writes go through `self.tx`
@@ -23,9 +23,7 @@ import os
 import re
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
-from . import types
-from .config import StoreConfig
-from .storage.base import (
+from sidecar.storage.base import (
     EMPTY_MAP,
     NOT_OPTIMIZING,
     Conflict,
@@ -34,7 +32,9 @@ from .storage.base import (
     Storage,
     VariableRecord,
 )
-from .structs import (
+from sidecar.store import types
+from sidecar.store.config import StoreConfig
+from sidecar.store.structs import (
     InvalidImport,
     InvalidSession,
     intern_name,
@@ -44,7 +44,7 @@ from .structs import (
     parse_imported_variable,
     parse_session,
 )
-from .terms import Atom
+from sidecar.terms import Atom
 
 __all__ = ["SessionStore", "StoreConfig", "process_rss_bytes"]
 
@@ -147,8 +147,8 @@ class SessionStore:
         storage: Optional[Storage] = None,
         memory_probe: Callable[[], int] = process_rss_bytes,
     ) -> None:
-        from .clock import Clock
-        from .storage.memory import MemoryStorage
+        from sidecar.clock import Clock
+        from sidecar.storage.memory import MemoryStorage
 
         self.config = config or StoreConfig()
         self.telemetry = True
@@ -198,7 +198,7 @@ class SessionStore:
 
     def call(self, method: str, *args: Any) -> Result:
         """`getattr(self, method)(*args)` as one unit of work (tests and tools; the sidecar goes
-        through `sidecar.calls` and the reply encoder inside its own `transact`)."""
+        through `sidecar.store.calls` and the reply encoder inside its own `transact`)."""
         bound = getattr(self, method)
         try:
             return self.transact(lambda: bound(*args), lambda outcome: is_error(outcome[0]))

@@ -4,7 +4,7 @@ This is the boundary between storage records and what Elixir sees, times include
 hold storage time, Elixir sees its own monotonic seconds, so every function takes the
 clock's `to_beam` (rendering) or `from_beam` (parsing); both default to no translation.
 Rendered terms share the record's immutable maps: treat every rendered term as read-only.
-Caching the encoded forms is `sidecar.replies`' job.
+Caching the encoded forms is `sidecar.store.replies`' job.
 
 A variable also has a compact form, the one the variable-read calls answer with when the
 harness asked for it (`:compact_variables` in `:hello`, docs/protocol.md): the struct's values in
@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from . import types
-from .elixir_format import to_string_term
-from .elixir_inspect import inspect
-from .storage.base import (
+from sidecar.elixir.format import to_string_term
+from sidecar.elixir.inspect import inspect
+from sidecar.storage.base import (
     EMPTY_LIST,
     EMPTY_MAP,
     NOT_OPTIMIZING,
@@ -37,8 +36,9 @@ from .storage.base import (
     VariableRecord,
     is_default_status,
 )
-from .storage.base import VARIABLE_FIELDS as FIELD_NAMES
-from .terms import Atom, hashable_key
+from sidecar.storage.base import VARIABLE_FIELDS as FIELD_NAMES
+from sidecar.store import types
+from sidecar.terms import Atom, hashable_key
 
 A_STRUCT = Atom("__struct__")
 A_ID = Atom("id")
@@ -204,7 +204,7 @@ def render_session(
 
 def _distinct_key(key: Any) -> Any:
     """A program id Python takes for an earlier one (1 and 1.0) kept apart in the map."""
-    from .terms import StrictKey
+    from sidecar.terms import StrictKey
 
     return StrictKey(key)
 

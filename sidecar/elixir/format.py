@@ -1,21 +1,21 @@
 """Terms printed as Elixir's `to_string/1` and string interpolation print them, for messages.
 
 * `to_string_term(term)` -- `to_string/1` (`String.Chars`) as string interpolation uses it:
-  numbers as `sidecar.elixir_numbers` prints them, atoms by name, nil as "", binaries as
+  numbers as `sidecar.elixir.numbers` prints them, atoms by name, nil as "", binaries as
   themselves (a non-UTF-8 binary with its invalid bytes replaced: a Python str cannot hold
   them), char lists as text. Elixir raises for tuples, maps and the like; we print their
-  `inspect` form instead (`sidecar.elixir_inspect.inspect`). The one `to_string` of the package.
+  `inspect` form instead (`sidecar.elixir.inspect.inspect`). The one `to_string` of the package.
 * `join(items, separator)` -- `Enum.join/2`: each item through `to_string_term`.
 
-The number printers live in `sidecar.elixir_numbers` (re-exported here).
+The number printers live in `sidecar.elixir.numbers` (re-exported here).
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-from sidecar.elixir_inspect import inspect
-from sidecar.elixir_numbers import (
+from sidecar.elixir.inspect import inspect
+from sidecar.elixir.numbers import (
     MAX_INTEGER_TEXT_DIGITS,
     _is_number,
     format_float,

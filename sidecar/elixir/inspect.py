@@ -1,11 +1,11 @@
 """Native terms printed as Elixir 1.14's `inspect/1` prints them (and, optionally, pretty).
 
-The one inspect printer of the sidecar: messages (`sidecar.types`, `sidecar.structs`,
-`to_string_term`'s fallback in `sidecar.elixir_format`) and the replay tool both use it.
+The one inspect printer of the sidecar: messages (`sidecar.store.types`, `sidecar.store.structs`,
+`to_string_term`'s fallback in `sidecar.elixir.format`) and the replay tool both use it.
 
 `inspect(term)` gives one line, like `Kernel.inspect/1`: `:ok`, `nil`, `Snakepit.Bridge.Session`,
 `"abc"`, `<<255, 0>>`, `'abc'`, `[a: 1]`, `%{:a => 1, "b" => 2}`, `%Mod{id: "s"}`, `{:ok, 1.5}`,
-`[2, 3]`, `1000.0` (floats via `sidecar.elixir_format.inspect_float`).
+`[2, 3]`, `1000.0` (floats via `sidecar.elixir.format.inspect_float`).
 `inspect(term, pretty=True, width=80)` breaks containers that do not fit over indented lines,
 like `IO.inspect/1`. Small maps (32 keys or fewer) are printed in Erlang term order of their
 keys, as the BEAM stores them, whatever order the Python dict holds; larger maps in dict order.
@@ -16,7 +16,7 @@ their bytes can be read, as `#Kind<hex>` otherwise. A `str` holding surrogate es
 `inspect_atom`, `inspect_key` (`a: ` / `"b" => `) and `term_order_key` (Erlang term order)
 are the pieces the replay matcher uses on their own.
 
-Integers print in full (`sidecar.elixir_format.integer_text`: no CPython digit limit; over
+Integers print in full (`sidecar.elixir.format.integer_text`: no CPython digit limit; over
 100,000 digits, `#Integer<N bits>`). The one-line form is written by an iterative printer (no
 recursion, whatever the nesting), which can stop early: `inspect_prefix(term, n)` is
 `inspect(term)[:n]` at a cost that depends on `n`, not on the term's size (what the protocol's
@@ -34,7 +34,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from sidecar.elixir_numbers import inspect_float, integer_text
+from sidecar.elixir.numbers import inspect_float, integer_text
 from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
 __all__ = ["inspect", "inspect_prefix", "describe", "describe_exception", "exception_message", "inspect_atom", "inspect_key", "term_order_key"]

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .settings import DEFAULT_CLEANUP_INTERVAL_MS, DEFAULT_GLOBAL_PROGRAM_TTL, DEFAULT_TTL, Milliseconds, Seconds
-from .terms import Atom
+from sidecar.settings import DEFAULT_CLEANUP_INTERVAL_MS, DEFAULT_GLOBAL_PROGRAM_TTL, DEFAULT_TTL, Milliseconds, Seconds
+from sidecar.terms import Atom
 
 DEFAULT_SESSION_STRUCT = Atom("Elixir.Snakepit.Bridge.Session")
 DEFAULT_VARIABLE_STRUCT = Atom("Elixir.Snakepit.Bridge.Variables.Variable")

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .codec import encode_body
-from .config import StoreConfig
-from .storage.base import SessionContents, VariableRecord
-from .structs import compact_variable, export_variable, render_session, render_variable
-from .terms import Atom, Encoded
+from sidecar.codec import encode_body
+from sidecar.storage.base import SessionContents, VariableRecord
+from sidecar.store.config import StoreConfig
+from sidecar.store.structs import compact_variable, export_variable, render_session, render_variable
+from sidecar.terms import Atom, Encoded
 
 OK = Atom("ok")
 A_FOUND = Atom("found")
