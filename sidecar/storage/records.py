@@ -3,12 +3,14 @@ backend) store.
 
 Every term is kept in the external term format (`codec`), so a stored value is exactly the
 term that was sent (atoms stay atoms, tuples tuples, pids pids) and any BEAM can read it with
-`:erlang.binary_to_term/1`. A record is the tuple of its fields (`fields()`), encoded whole.
+`:erlang.binary_to_term/1`. A session header is the tuple of its fields (`fields()`); a
+variable is `{head, data}` (`variable_bytes`), so an update re-encodes only its data.
 Session ids and global program ids, always binaries, are kept as their raw bytes.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from sidecar.codec import decode, encode_body
@@ -27,14 +29,47 @@ def bytes_term(data: bytes) -> Any:
     return decode(_VERSION + data)
 
 
-def variable_bytes(variable: VariableRecord) -> bytes:
-    return encode_body(variable.fields())
+_HEAD = operator.attrgetter("id", "name", "type", "constraints", "created_at", "optimization_status", "access_rules")
+_DATA = operator.attrgetter("value", "metadata", "version", "last_updated_at", "stamp")
+_PAIR = bytes((104, 2))  # SMALL_TUPLE_EXT of arity 2: a variable is {head, data}
+
+
+class HeadCache:
+    """The encoded heads of the variables a backend writes, so an update (a new value, new
+    metadata) encodes only what changed: a head is reused while its record shares every head
+    object (`with_value` copies them by reference). Bounded: emptied at `limit` entries."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._limit = limit
+        self._heads: dict[str, tuple] = {}
+
+    def head_bytes(self, variable: VariableRecord) -> bytes:
+        head = _HEAD(variable)
+        entry = self._heads.get(variable.id)
+        if entry is not None and all(a is b for a, b in zip(entry[0], head)):
+            return entry[1]
+        data = encode_body(head)
+        if len(self._heads) >= self._limit:
+            self._heads.clear()
+        self._heads[variable.id] = (head, data)
+        return data
+
+
+def variable_bytes(variable: VariableRecord, heads: HeadCache | None = None) -> bytes:
+    """`{head, data}`: the fields an update leaves alone (id, name, type, constraints,
+    created_at, optimization status, access rules), then those it changes (value, metadata,
+    version, last_updated_at, stamp), so a `HeadCache` can reuse the first."""
+    head = heads.head_bytes(variable) if heads is not None else encode_body(_HEAD(variable))
+    return _PAIR + head + encode_body(_DATA(variable))
 
 
 def bytes_variable(data: bytes) -> VariableRecord:
     """The record back, its empty maps, empty list and default status the shared ones (as the
     store builds them: the hot paths test for those by identity, and memory stays small)."""
-    variable = VariableRecord(*decode(_VERSION + data))
+    (id_, name, type_, constraints, created_at, status, access_rules), (value, metadata, version, updated, stamp) = decode(
+        _VERSION + data
+    )
+    variable = VariableRecord(id_, name, type_, value, constraints, metadata, version, created_at, updated, status, access_rules, stamp)
     if variable.constraints == EMPTY_MAP and type(variable.constraints) is dict:
         variable.constraints = EMPTY_MAP
     if variable.metadata == EMPTY_MAP and type(variable.metadata) is dict:

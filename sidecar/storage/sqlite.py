@@ -43,6 +43,7 @@ from sidecar.storage.base import (
 )
 from sidecar.storage.memory import MemoryStorage, SessionData, program_key
 from sidecar.storage.records import (
+    HeadCache,
     bytes_id,
     bytes_term,
     bytes_variable,
@@ -188,6 +189,7 @@ class SqliteStorage(MemoryStorage):
         self._wipe = False
         self._variable_seqs: dict[SessionId, dict[str, int]] = {}
         self._encoded_variables: dict[int, tuple[VariableRecord, bytes]] = {}
+        self._heads = HeadCache()
         self._encoded_terms: dict[int, tuple[Any, bytes]] = {}
         self._encoded_rests: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
         """The bytes of what this chunk wrote, made when it was written (so a term that cannot
@@ -306,7 +308,7 @@ class SqliteStorage(MemoryStorage):
         entry = self._encoded_variables.get(id(variable))
         if entry is not None and entry[0] is variable:
             return entry[1]
-        data = variable_bytes(variable)
+        data = variable_bytes(variable, self._heads)
         self._encoded_variables[id(variable)] = (variable, data)
         return data
 
