@@ -34,7 +34,16 @@ from sidecar.gcsettle import GcSettler
 from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import A_REPLY, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Call, Hello, ProtocolMachine, describe_event
 from sidecar.replies import Replies
-from sidecar.storage.base import Change, Conflict, Storage, StorageError, StorageOpenError, can_watch, watch_changes
+from sidecar.storage.base import (
+    Change,
+    Conflict,
+    Storage,
+    StorageError,
+    StorageOpenError,
+    can_watch,
+    take_refreshed,
+    watch_changes,
+)
 from sidecar.storage.factory import open_storage
 from sidecar.storage.memory import MemoryStorage
 from sidecar.store import SessionStore, is_error
@@ -229,6 +238,8 @@ class Sidecar:
             try:
                 events, frame = serve_call(call_id, function, args)
                 served.append(call_id)
+                if self._stop_watching is not None:
+                    self._refreshed(out)
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
@@ -366,6 +377,9 @@ class Sidecar:
 
         Coherence: each change of another store is pushed as `{:invalidate, [session ids]}` once
         it is committed (the feed reports commits), so the harness forgets what it read before.
+        A call that read a session afresh from the shared store (`base.take_refreshed`) may see
+        a change the feed has not reported yet: its sessions' invalidation goes out before its
+        reply, so once a reply carries another store's change, nothing older is served.
         The feed may miss changes while it is not subscribed (`base.watch_changes`): from the
         start until it is first subscribed, and from the moment it is noticed lost until it is
         subscribed again, every chunk that served a call ends with `{:invalidate, :all}` (so
@@ -373,6 +387,7 @@ class Sidecar:
         (re)subscription."""
         if on and self._stop_watching is None and self.unavailable is None and can_watch(self.store.storage):
             self._feed_down = True
+            take_refreshed(self.store.storage)  # starts the count
             self._stop_watching = watch_changes(self.store.storage, self._others_changed, self._feed_resync, self._feed_lost)
         elif not on:
             self.stop_watching()
@@ -409,6 +424,13 @@ class Sidecar:
             return
         self._feed_down = True
         self.push([self.protocol.invalidate(A_ALL)])
+
+    def _refreshed(self, out: list[bytes]) -> None:
+        """Before a call's reply: the invalidation of the sessions read afresh meanwhile (by it,
+        or by the periodic cleanup since the last call)."""
+        session_ids = take_refreshed(self.store.storage)
+        if session_ids:
+            out.append(self.protocol.invalidate(session_ids))
 
     def _unfollowed(self, out: list[bytes]) -> None:
         """While the feed is down: a chunk that served calls ends with `{:invalidate, :all}`, so

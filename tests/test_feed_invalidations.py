@@ -7,6 +7,8 @@ reports them (`storage.base.watch_changes`), here a stand-in that reports what t
   only touched, and nothing for a change of global programs alone;
 * the feed's state: until it is subscribed, and from a loss to the next resync, every chunk that
   served a call ends with `{:invalidate, :all}`; each loss and each resync pushes `:all`;
+* a call that read sessions afresh from the shared store (`take_refreshed`) has their
+  invalidation before its reply;
 * watching stops when `serve` ends, and nothing is pushed after it.
 
 Redis itself (the real feed, its loss and resubscription): tests/test_redis_invalidations.py.
@@ -40,6 +42,13 @@ class WatchedStorage(MemoryStorage):
         self.on_lost: Optional[Callable[[], None]] = None
         self.watches = 0
         self.stopped = 0
+        self.refreshed: list = []
+        self.counting = False
+
+    def take_refreshed(self) -> list:
+        self.counting = True
+        refreshed, self.refreshed = self.refreshed, []
+        return refreshed
 
     def watch(self, callback: Callable[[Change], None], on_resync: Any = None, on_lost: Any = None) -> Callable[[], None]:
         self.callback, self.on_resync, self.on_lost = callback, on_resync, on_lost
@@ -127,6 +136,23 @@ def test_while_the_feed_is_down_every_chunk_that_served_a_call_ends_with_invalid
     storage.on_resync()
     assert terms(sidecar.pushed) == [ALL, ALL, ALL]
     assert call(sidecar, 5, "get_session", "s")[-1][0] is A("reply")
+
+
+def test_sessions_read_afresh_are_invalidated_before_the_reply_of_the_call() -> None:
+    sidecar, storage = caching_sidecar()
+    assert storage.counting  # started with the watch
+    storage.on_resync()
+    storage.refreshed = ["s", "t"]  # what the call (or a cleanup before it) read from the store
+    out = call(sidecar, 1, "create_session", "s", [])
+    assert out[0] == (A("invalidate"), ["s", "t"]) and out[-1][0] is A("reply")
+    assert [t for t in call(sidecar, 2, "get_session", "s") if t[0] is A("invalidate")] == []
+    # not watching: nobody asks
+    plain = WatchedStorage()
+    sidecar = server.Sidecar(SidecarOptions(), storage=plain)
+    hello(sidecar, {})
+    plain.refreshed = ["s"]
+    assert [t[0] for t in call(sidecar, 1, "create_session", "s", [])] == [A("reply")]
+    assert not plain.counting
 
 
 def test_stopping_the_watch_stops_the_pushes() -> None:

@@ -5,6 +5,8 @@ publishes whenever anyone besides the committing sidecar listens.
 
 * frames pushed for other stores' writes (every kind of write), none for its own commits, for
   commits that only touched a session, or for global programs;
+* a call that loads a session from Redis (first read, or after another store's change) has
+  the session's invalidation before its reply, so no older value outlives a newer one served;
 * nothing pushed, and no subscription of its own, without `read_cache: true`;
 * the subscription lost (killed by Redis, Redis restarted, Redis silent): `:all` at the loss,
   `:all` after every chunk meanwhile, `:all` at the resubscription, then changes again;
@@ -167,6 +169,37 @@ def test_other_stores_writes_are_pushed_as_invalidations_and_nothing_else_is() -
         a.close()
         b.close()
         c.close()
+
+
+def test_a_session_read_afresh_is_invalidated_before_the_reply_that_carries_it() -> None:
+    prefix = fresh_prefix()
+    a = Caching(shared().url, prefix)
+    (b,) = nodes(1, prefix=prefix)
+    try:
+        a.wait_pushed(ALL)
+        own = a.storage.layout.changes_channel + b":" + a.storage.node_id.encode()
+        client = redis.Redis.from_url(shared().url)
+        wait_for(lambda: client.pubsub_numsub(own)[0][1] == 2, "both of a's subscriptions made")
+        assert b.call("create_session", "s")[0] is OK
+        assert b.call("register_variable", "s", A("t"), A("integer"), 1)[0] is OK
+        kinds = lambda out: [term[0] for term in out if term[0] in (A("invalidate"), A("reply"))]  # noqa: E731
+        # a's backend has heard of both (it drops its copies then): a marker after them
+        assert b.call("create_session", "marker")[0] is OK
+        wait_for(lambda: "marker" in a.storage._changed_elsewhere, "a's backend heard of b's writes")
+        # a's first read of the session loads it: its invalidation, then the reply
+        out = a.call("get_variable", "s", A("t"))
+        assert kinds(out) == [A("invalidate"), A("reply")] and out[-1][2][1][A("value")] == 1
+        assert kinds(a.call("get_variable", "s", A("t"))) == [A("reply")]  # its copy: nothing
+        # b changes it; once a's backend dropped its copy, a's next read loads b's value, and
+        # the invalidation goes before it, whether or not the feed's push came first
+        assert b.call("update_variable", "s", A("t"), 2) is OK
+        wait_for(lambda: a.storage._changed_elsewhere, "a's backend heard of it")
+        out = a.call("get_variable", "s", A("t"))
+        assert kinds(out) == [A("invalidate"), A("reply")] and out[-1][2][1][A("value")] == 2
+        assert out[0] == (A("invalidate"), ["s"])
+    finally:
+        a.close()
+        b.close()
 
 
 def test_without_read_cache_nothing_is_followed_nor_pushed() -> None:

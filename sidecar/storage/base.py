@@ -30,6 +30,12 @@ changes committed before it may have been missed), `on_lost()` when it notices i
 does (only after an `on_resync`). Between `on_lost` and the next `on_resync`, nothing a
 watcher holds can be trusted to be current; at `on_resync` it must forget what it holds.
 
+A shared backend that keeps copies of sessions may also offer `take_refreshed()`: the ids of the
+sessions it read afresh from the shared store since the last call (the first call starts the
+count; `take_refreshed` calls it where it exists). What a call reads from such a copy may be
+newer than what the feed has reported yet, so a cache above must forget those sessions before
+it hands out anything read after (the sidecar sends their invalidation before the reply).
+
 Every operation names its session by id, so a backend needs no session object in memory, and
 each touches one session header, variable, index entry or program: a durable or shared backend
 can make every per-variable operation O(1). Listing operations (`session_ids`, `variables`,
@@ -122,6 +128,13 @@ class Change(NamedTuple):
 def can_watch(storage: Any) -> bool:
     """Whether other stores may write `storage` and it reports their changes (`watch`)."""
     return callable(getattr(storage, "watch", None))
+
+
+def take_refreshed(storage: Any) -> list:
+    """The sessions `storage` read afresh from a shared store since the last call (module
+    docstring); `[]` for backends that keep no copies of what others write."""
+    take = getattr(storage, "take_refreshed", None)
+    return take() if take is not None else []
 
 
 def watch_changes(

@@ -160,6 +160,8 @@ class RedisStorage:
         self.script_seq = 0
         self._tokens = 0
         self._changed_elsewhere: deque = deque()
+        self._refreshed: Optional[set] = None
+        """Sessions loaded from Redis since `take_refreshed` (None: nobody asked yet)."""
         self._watchers: list[Callable[[], None]] = []
         try:
             self.client = self._connect()
@@ -193,6 +195,12 @@ class RedisStorage:
             except IndexError:  # pragma: no cover - emptied by another thread
                 break
         return RedisUnit(self)
+
+    def take_refreshed(self) -> list:
+        """The sessions units loaded from Redis since the last call (`base.take_refreshed`);
+        the first call starts counting."""
+        refreshed, self._refreshed = self._refreshed, set()
+        return list(refreshed) if refreshed else []
 
     def new_token(self) -> bytes:
         self._tokens += 1

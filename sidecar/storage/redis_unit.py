@@ -267,6 +267,9 @@ class RedisUnit:
         reply = self._read([("L", session_id)])[0]
         entry = CachedSession.from_load(reply, self.last_seq)
         self.storage.suspect.discard(session_id)
+        refreshed = self.storage._refreshed
+        if refreshed is not None:  # what a cache above must forget (base.take_refreshed)
+            refreshed.add(session_id)
         if entry is None:
             self.cache.drop(session_id)
             self.absent.add(session_id)
