@@ -56,7 +56,11 @@ defmodule SnakepitSidecar.ReadCache do
        write acknowledged on another node is served here only until that frame has been
        applied (docs/harness.md, "Read cache", for the measured delay). Its fills obey rule 2:
        a read the sidecar served before the other node's commit was stamped before the frame's
-       bump. The feed can miss changes while its subscription is down, so the sidecar ends
+       bump. A read the sidecar serves from a session it loaded from Redis may carry a change
+       whose frame has not come yet: the sidecar sends that session's invalidation before such
+       a reply, so no entry older than what a reply carries is served once anyone has it (the
+       reply's own fill is then born dead: one more miss). The feed can miss changes while its
+       subscription is down, so the sidecar ends
        every chunk of calls with `{:invalidate, :all}` from the moment it noticed the loss (or
        from its start) until it is subscribed again, and sends `:all` at the loss and at the
        resubscription. A sidecar that does not say `invalidations: true` in its welcome
