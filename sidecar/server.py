@@ -7,7 +7,8 @@ Two layers:
 * `serve` is the thin loop around it: it reads stdin in large chunks into one buffer it keeps
   (`ChunkReader`: after a lone frame, polling for up to `--spin-us`, then blocking; why not
   an event loop: see `serve`), writes all frames one chunk produced with a single write, runs the
-  periodic cleanup on a timer thread, and returns as soon as stdin reaches end of file.
+  periodic cleanup on a timer thread, writes the frames the sidecar pushes unasked (`push`:
+  invalidations for other stores' writes), and returns as soon as stdin reaches end of file.
 
 stdout carries frames only: `run` moves the real fd 1 to a private descriptor for frames and
 points fd 1 and `sys.stdout` at stderr, so a stray print cannot corrupt the stream.
@@ -41,13 +42,22 @@ from sidecar.protocol import (
     ProtocolMachine,
     describe_event,
 )
-from sidecar.storage.base import Conflict, Storage, StorageError, StorageOpenError
+from sidecar.storage.base import (
+    Change,
+    Conflict,
+    Storage,
+    StorageError,
+    StorageOpenError,
+    can_watch,
+    take_refreshed,
+    watch_changes,
+)
 from sidecar.storage.factory import open_storage
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store import calls
-from sidecar.store.config import StoreConfig
-from sidecar.store.replies import Replies
-from sidecar.store.session_store import SessionStore, is_error
+from sidecar.store.session_store import calls
+from sidecar.store.session_store.config import StoreConfig
+from sidecar.store.session_store.replies import Replies
+from sidecar.store.session_store.session_store import SessionStore, is_error
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)
@@ -91,6 +101,15 @@ class Sidecar:
         self.invalidations = False
         """Whether the harness keeps a read cache (`read_cache: true` in `:hello`): the periodic
         cleanup then sends `{:invalidate, :all}` after removing sessions (docs/protocol.md)."""
+        self.pushed: list[bytes] = []
+        self.push: Callable[[list[bytes]], None] = self.pushed.extend
+        """Where frames sent unasked from another thread go (the invalidations of other stores'
+        writes): `serve` points it at the writer, under the lock of the I/O loop; until then
+        (tests) they collect in `pushed`."""
+        self._stop_watching: Callable[[], None] | None = None
+        self._feed_down = False
+        """Watching, and the feed of others' changes is not (yet, or no longer) subscribed: every
+        chunk that served a call then ends with `{:invalidate, :all}` (see `_watch_others`)."""
         self.last_chunk_frames = 0
         """How many frames (or frame errors) the last `handle_input` chunk completed: the I/O
         loop spins before its next read only after a chunk of at most one (see `ChunkReader`)."""
@@ -137,6 +156,8 @@ class Sidecar:
             self._serve(calls_, out)
             if consumed == len(chunk):
                 self._flush(out)
+                if self._feed_down:
+                    self._unfollowed(out)
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
@@ -164,6 +185,8 @@ class Sidecar:
             except Exception:  # a defect here must not stop the other frames of the chunk
                 log.exception("failed to handle %s", describe_event(event))
         self._flush(out)
+        if self._feed_down:
+            self._unfollowed(out)
         self._log_pending(out)
         return out
 
@@ -178,6 +201,8 @@ class Sidecar:
             try:
                 events, frame = serve_call(call_id, function, args)
                 served.append(call_id)
+                if self._stop_watching is not None:
+                    self._refreshed(out)
                 handler = self.log_handler
                 if handler is not None and handler.has_pending():
                     self._log_pending(out)
@@ -283,6 +308,7 @@ class Sidecar:
             self.telemetry_enabled = self.store.telemetry = options.telemetry
         if options.read_cache is not None:
             self.invalidations = options.read_cache
+            self._watch_others(options.read_cache)
         self.config = self.config.model_copy(update=overrides)
         if options.monotonic_time_ms is not None:
             self.clock = self._clock_factory(None, options.monotonic_time_ms, options.time_offset_ms)
@@ -302,7 +328,78 @@ class Sidecar:
         }
         if self.config.compact_variables:  # only then: a harness that never asked sees no change
             info[Atom("compact_variables")] = True
+        if self._stop_watching is not None:  # only then may a cache on shared storage be kept
+            info[Atom("invalidations")] = True
         return info
+
+    # -- other stores' writes ----------------------------------------------------------------
+
+    def _watch_others(self, on: bool) -> None:
+        """Follow (or stop following) the changes other stores make to a shared storage, for a
+        harness that keeps a read cache (docs/harness.md, "Read cache", shared storage).
+
+        Coherence: each change of another store is pushed as `{:invalidate, [session ids]}` once
+        it is committed (the feed reports commits), so the harness forgets what it read before.
+        A call that read a session afresh from the shared store (`base.take_refreshed`) may see
+        a change the feed has not reported yet: its sessions' invalidation goes out before its
+        reply, so once a reply carries another store's change, nothing older is served.
+        The feed may miss changes while it is not subscribed (`base.watch_changes`): from the
+        start until it is first subscribed, and from the moment it is noticed lost until it is
+        subscribed again, every chunk that served a call ends with `{:invalidate, :all}` (so
+        nothing read meanwhile stays cached), and `:all` is pushed at each loss and each
+        (re)subscription."""
+        if on and self._stop_watching is None and self.unavailable is None and can_watch(self.store.storage):
+            self._feed_down = True
+            take_refreshed(self.store.storage)  # starts the count
+            self._stop_watching = watch_changes(self.store.storage, self._others_changed, self._feed_resync, self._feed_lost)
+        elif not on:
+            self.stop_watching()
+
+    def stop_watching(self) -> None:
+        """Stop following other stores' changes (the sidecar stops, or a harness without cache)."""
+        stop, self._stop_watching = self._stop_watching, None
+        self._feed_down = False
+        if stop is not None:
+            stop()
+
+    def _others_changed(self, change: Change) -> None:
+        """(feed thread) One commit of another store: its sessions' invalidation. A session it
+        only touched changes nothing the harness keeps (a later expiry than the one it knows
+        only makes it read through sooner), and global programs are not cached."""
+        if self._stop_watching is None:
+            return
+        touched = change.touched
+        session_ids = [session_id for session_id in change.sessions if session_id not in touched]
+        if session_ids:
+            self.push([self.protocol.invalidate(session_ids)])
+
+    def _feed_resync(self) -> None:
+        """(feed thread) Subscribed (again): every later change will be pushed; what was read
+        before may be stale."""
+        if self._stop_watching is None:
+            return
+        self._feed_down = False
+        self.push([self.protocol.invalidate(A_ALL)])
+
+    def _feed_lost(self) -> None:
+        """(feed thread) The subscription is gone: changes are missed until it is back."""
+        if self._stop_watching is None:
+            return
+        self._feed_down = True
+        self.push([self.protocol.invalidate(A_ALL)])
+
+    def _refreshed(self, out: list[bytes]) -> None:
+        """Before a call's reply: the invalidation of the sessions read afresh meanwhile (by it,
+        or by the periodic cleanup since the last call)."""
+        session_ids = take_refreshed(self.store.storage)
+        if session_ids:
+            out.append(self.protocol.invalidate(session_ids))
+
+    def _unfollowed(self, out: list[bytes]) -> None:
+        """While the feed is down: a chunk that served calls ends with `{:invalidate, :all}`, so
+        none of its answers stays in the harness's cache."""
+        if self._served:
+            out.append(self.protocol.invalidate(A_ALL))
 
     # -- timer -----------------------------------------------------------------------------
 
@@ -475,6 +572,13 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
     stop = threading.Event()
     interval_changed = threading.Event()
 
+    def push(frames: list[bytes]) -> None:  # frames sent unasked, from other threads
+        with lock:
+            if not stop.is_set():
+                writer.write(frames)
+
+    sidecar.push = push
+
     def cleanup_timer() -> None:
         while not stop.is_set():
             interval_changed.clear()
@@ -516,6 +620,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
         with lock:  # a cleanup under way finishes first; none starts after this
             stop.set()
         interval_changed.set()
+        sidecar.stop_watching()
         reader.close()
 
 

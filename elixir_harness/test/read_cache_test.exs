@@ -394,13 +394,17 @@ defmodule SnakepitSidecar.ReadCacheTest do
       refute Store.sidecar_info(store).read_cache
     end
 
-    test "for shared storage (Redis), and by the option" do
+    test "for shared storage (Redis) with a sidecar that does not push others' changes, and by the option" do
       {:ok, config} =
         SnakepitSidecar.Options.validate(storage: {:redis, "redis://127.0.0.1:6379/0"})
 
-      refute ReadCache.enabled?(config)
-      {:ok, config} = SnakepitSidecar.Options.validate(storage: {:sqlite, "/tmp/x.db"})
+      # asked for (the hello says read_cache: true), served only with the sidecar's pushes
       assert ReadCache.enabled?(config)
+      assert ReadCache.usable?(config, %{invalidations: true})
+      refute ReadCache.usable?(config, %{})
+      refute ReadCache.usable?(config, %{invalidations: false})
+      {:ok, config} = SnakepitSidecar.Options.validate(storage: {:sqlite, "/tmp/x.db"})
+      assert ReadCache.enabled?(config) and ReadCache.usable?(config, %{})
       {:ok, config} = SnakepitSidecar.Options.validate(read_cache: false)
       refute ReadCache.enabled?(config)
     end

@@ -17,10 +17,24 @@ them one step for every other reader; `rollback()` undoes them, so a call that a
 the backend's sense (SQLite: one transaction per chunk of frames, group commit; memory: a no-op;
 Redis: every commit already is). The sidecar flushes before it writes the replies of a chunk.
 
-A backend that other stores write too (Redis) may offer `watch(callback)`: `callback(Change)` for
-every commit of another store, from a thread of its own; it returns a function that stops it.
-`watch_changes` calls it where it exists; on the other backends nobody else writes, so it never
-calls back. It is how a cache above the store (the harness's) can learn of others' writes.
+A backend that other stores write too (Redis) may offer `watch(callback, on_resync, on_lost)`:
+`callback(Change)` for every commit of another store, from a thread of its own; it returns a
+function that stops it. `watch_changes` calls it where it exists; on the other backends nobody
+else writes, so it never calls back (`can_watch` tells them apart). It is how a cache above the
+store (the harness's) can learn of others' writes.
+
+A feed of changes can be down (a connection lost, the backend restarting), and what was
+committed meanwhile is never reported. So a watch also reports its own state, from the same
+thread: `on_resync()` each time it starts (again) to receive every change (the first time too:
+changes committed before it may have been missed), `on_lost()` when it notices it no longer
+does (only after an `on_resync`). Between `on_lost` and the next `on_resync`, nothing a
+watcher holds can be trusted to be current; at `on_resync` it must forget what it holds.
+
+A shared backend that keeps copies of sessions may also offer `take_refreshed()`: the ids of the
+sessions it read afresh from the shared store since the last call (the first call starts the
+count; `take_refreshed` calls it where it exists). What a call reads from such a copy may be
+newer than what the feed has reported yet, so a cache above must forget those sessions before
+it hands out anything read after (the sidecar sends their invalidation before the reply).
 
 Every operation names its session by id, so a backend needs no session object in memory, and
 each touches one session header, variable, index entry or program: a durable or shared backend
@@ -106,15 +120,37 @@ class Change(NamedTuple):
     """Ids of the global programs it stored or deleted."""
     origin: str
     """Which store made it (an id that sidecar chose at random when it started)."""
+    touched: frozenset = frozenset()
+    """Of `sessions`, those the commit only touched (`last_accessed` moved, nothing else: no
+    variable, header field, program or existence changed)."""
 
 
-def watch_changes(storage: Any, callback: Callable[[Change], None]) -> Callable[[], None]:
-    """Have `callback` called with each `Change` other stores make to `storage`; returns the
-    function that stops it. Backends nobody else writes (memory, SQLite) never call it."""
-    watch = getattr(storage, "watch", None)
-    if watch is None:
+def can_watch(storage: Any) -> bool:
+    """Whether other stores may write `storage` and it reports their changes (`watch`)."""
+    return callable(getattr(storage, "watch", None))
+
+
+def take_refreshed(storage: Any) -> list:
+    """The sessions `storage` read afresh from a shared store since the last call (module
+    docstring); `[]` for backends that keep no copies of what others write."""
+    take = getattr(storage, "take_refreshed", None)
+    return take() if take is not None else []
+
+
+def watch_changes(
+    storage: Any,
+    callback: Callable[[Change], None],
+    on_resync: Optional[Callable[[], None]] = None,
+    on_lost: Optional[Callable[[], None]] = None,
+) -> Callable[[], None]:
+    """Have `callback` called with each `Change` other stores make to `storage`, and `on_resync`
+    / `on_lost` with the state of the feed (module docstring); returns the function that stops
+    it. Backends nobody else writes (memory, SQLite) never call any of them."""
+    if not can_watch(storage):
         return lambda: None
-    return watch(callback)
+    if on_resync is None and on_lost is None:
+        return storage.watch(callback)
+    return storage.watch(callback, on_resync=on_resync, on_lost=on_lost)
 
 
 # stamps ----------------------------------------------------------------------------------------

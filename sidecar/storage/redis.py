@@ -17,9 +17,11 @@ succeeded; not applied after a lost connection means it is sent once more; after
 (Redis may still run it) the call answers that the outcome is unknown.
 
 Change feed (`watch`): every commit publishes, on `<prefix>changes`, the sessions, variable ids
-and global programs it changed and which sidecar made it. `watch(callback)` calls `callback`
-with a `base.Change` for every commit of another sidecar; the backend itself uses it to drop its
-copies of sessions others changed, so it seldom has to learn it through a conflict.
+and global programs it changed (and which sessions it only touched) and which sidecar made it,
+whenever a subscriber other than that sidecar's own listens. `watch(callback)` calls `callback`
+with a `base.Change` for every commit of another sidecar, and reports when its subscription is
+(re)made or lost (`base.watch_changes`); the backend itself uses it to drop its copies of
+sessions others changed, so it seldom has to learn it through a conflict.
 
 Variable ids: numbers are handed out from blocks of `NUMBER_BLOCK` reserved in Redis, so ids are
 unique across sidecars without a round trip per id (`VariableNumbers`).
@@ -61,6 +63,11 @@ DEFAULT_TIMEOUT_MS = 1000
 DEFAULT_CACHE_MB = 64
 
 A_CHANGES = Atom("changes")
+A_TOUCHED = Atom("touched")
+
+HEARTBEAT_S = 1.0
+"""A subscription pings Redis after this long without hearing from it; no answer within the
+timeout after that counts as lost (a connection dead without a word is noticed too)."""
 
 
 def redacted(url: str) -> str:
@@ -152,6 +159,8 @@ class RedisStorage:
         self.script_seq = 0
         self._tokens = 0
         self._changed_elsewhere: deque = deque()
+        self._refreshed: Optional[set] = None
+        """Sessions loaded from Redis since `take_refreshed` (None: nobody asked yet)."""
         self._watchers: list[Callable[[], None]] = []
         try:
             self.client = self._connect()
@@ -185,6 +194,12 @@ class RedisStorage:
             except IndexError:  # pragma: no cover - emptied by another thread
                 break
         return RedisUnit(self)
+
+    def take_refreshed(self) -> list:
+        """The sessions units loaded from Redis since the last call (`base.take_refreshed`);
+        the first call starts counting."""
+        refreshed, self._refreshed = self._refreshed, set()
+        return list(refreshed) if refreshed else []
 
     def new_token(self) -> bytes:
         self._tokens += 1
@@ -314,19 +329,29 @@ class RedisStorage:
 
     # the change feed -----------------------------------------------------------------------
 
-    def change_message(self, sessions: Collection, variables: dict, global_programs: list) -> tuple[bytes, bytes]:
-        """The channel and message announcing one commit (`Change`, encoded)."""
+    def change_message(self, sessions: Collection, variables: dict, global_programs: list, touched: Any = ()) -> tuple[bytes, bytes]:
+        """The channel and message announcing one commit (`Change`, encoded). A session in
+        `touched` (only its `last_accessed` moved) is listed as `(id, :touched)` instead of
+        `(id, variable ids)`; readers that only look at the ids take it as any change."""
         if not sessions and not global_programs:
             return b"", b""
-        changed = [(session_id, variables.get(session_id, [])) for session_id in sessions]
+        changed = [(session_id, A_TOUCHED if session_id in touched else variables.get(session_id, [])) for session_id in sessions]
         return self.layout.changes_channel, encode((A_CHANGES, self.node_id, changed, global_programs))
 
-    def watch(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+    def watch(
+        self,
+        callback: Callable[[Change], None],
+        on_resync: Optional[Callable[[], None]] = None,
+        on_lost: Optional[Callable[[], None]] = None,
+    ) -> Callable[[], None]:
         """Call `callback(change)` from a thread of its own for every commit of another sidecar
         on this store, until the returned function is called. Best effort: a message published
-        while the subscription is down (Redis restarting) is missed."""
+        while the subscription is down (Redis restarting) is missed; `on_resync()` is called each
+        time the subscription is made (Redis has it: every later commit reaches `callback`),
+        `on_lost()` when a subscription that was made is noticed gone (`base.watch_changes`)."""
         stop = threading.Event()
-        thread = threading.Thread(target=self._follow, args=(callback, stop), name="redis-changes", daemon=True)
+        args = (callback, stop, on_resync, on_lost)
+        thread = threading.Thread(target=self._follow, args=args, name="redis-changes", daemon=True)
         thread.start()
 
         def stopping() -> None:
@@ -334,21 +359,46 @@ class RedisStorage:
 
         return stopping
 
-    def _follow(self, callback: Callable[[Change], None], stop: threading.Event) -> None:
+    def _follow(
+        self,
+        callback: Callable[[Change], None],
+        stop: threading.Event,
+        on_resync: Optional[Callable[[], None]] = None,
+        on_lost: Optional[Callable[[], None]] = None,
+    ) -> None:
         channel = self.layout.changes_channel
+        # This sidecar's own channel, subscribed with the shared one in one command: the commit
+        # script publishes when the shared channel has more subscribers than this one (someone
+        # besides the committing sidecar listens, whether its own subscription is up or not).
+        own = channel + b":" + self.node_id.encode()
         reported = False
         while not stop.is_set():
             client = None
+            subscribed = False
             try:
                 client = self._connect()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
-                if reported:
-                    log.info("following changes on %s again", self.where)
-                    reported = False
+                pubsub = client.pubsub()
+                pubsub.subscribe(channel, own)
+                heard = pinged = time.monotonic()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=0.2)
-                    if message is None or message.get("type") != "message":
+                    now = time.monotonic()
+                    if message is None:
+                        if now - heard > HEARTBEAT_S + self.timeout:
+                            raise RedisConnectionError(f"no answer to a ping within {self.timeout:g} s")
+                        if now - heard > HEARTBEAT_S and now - pinged > HEARTBEAT_S:
+                            pubsub.ping()
+                            pinged = now
+                        continue
+                    heard = now
+                    kind = message.get("type")
+                    if kind == "subscribe" and message.get("channel") == channel and not subscribed:
+                        subscribed = True  # Redis has the subscription: nothing is missed from here
+                        if reported:
+                            log.info("following changes on %s again", self.where)
+                            reported = False
+                        _notify(on_resync)
+                    if kind != "message":
                         continue
                     change = self._parse_change(message["data"])
                     if change is not None:
@@ -360,6 +410,8 @@ class RedisStorage:
                 if not reported and not stop.is_set():
                     log.warning("not following changes on %s for now: %s", self.where, error)
                     reported = True
+                if subscribed and not stop.is_set():
+                    _notify(on_lost)
                 stop.wait(0.5)
             finally:
                 if client is not None:
@@ -371,13 +423,30 @@ class RedisStorage:
     def _parse_change(self, data: bytes) -> Optional[Change]:
         try:
             tag, node_id, sessions, global_programs = decode(data)
+            if tag is not A_CHANGES or node_id == self.node_id:
+                return None
+            changed: dict = {}
+            touched = set()
+            for session_id, variable_ids in sessions:
+                if variable_ids is A_TOUCHED:
+                    touched.add(session_id)
+                    variable_ids = []
+                changed[session_id] = variable_ids
+            return Change(changed, list(global_programs), node_id, frozenset(touched))
         except Exception:
             log.warning("an unreadable change message on %s", self.where)
             return None
-        if tag is not A_CHANGES or node_id == self.node_id:
-            return None
-        return Change(dict(sessions), list(global_programs), node_id)
 
     def _forget_changed(self, change: Change) -> None:
         for session_id in change.sessions:
             self._changed_elsewhere.append(canonical_id(session_id))
+
+
+def _notify(callback: Optional[Callable[[], None]]) -> None:
+    """Call a watch's state callback, if any; its failure is logged, not the watch's end."""
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:
+        log.exception("a change feed state callback failed")

@@ -41,8 +41,10 @@ an error never leaves half a commit; answers {1, {j, cv before, HGETALL h after}
     G ID BYTES AT / g ID              put / delete a global program
 
 Every commit sets the node key to its token (an in-doubt commit is resolved by reading it) and,
-when a channel is given and anyone besides the committing sidecar (which always listens)
-subscribes to it, publishes the message there (the change feed: `redis.RedisStorage`).
+when a channel is given and anyone besides the committing sidecar subscribes to it, publishes the
+message there (the change feed: `redis.RedisStorage`). Each sidecar's subscription also holds
+`<channel>:<node id>` (the token's part before ':'), so "anyone besides" is the channel's
+subscribers minus that one's: right also while the committing sidecar's own subscription is down.
 """
 
 _PRELUDE = r"""
@@ -265,8 +267,9 @@ end
 redis.call('SET', KEYS[6], tok, 'EX', 86400)
 if ARGV[nk + 3] ~= '' then
   -- only when someone besides this sidecar listens (its own message would only wake it up)
-  local listening = redis.call('PUBSUB', 'NUMSUB', ARGV[nk + 3])[2]
-  if listening > 1 then redis.call('PUBLISH', ARGV[nk + 3], ARGV[nk + 4]) end
+  local own = ARGV[nk + 3] .. ':' .. string.match(tok, '^[^:]*')
+  local listening = redis.call('PUBSUB', 'NUMSUB', ARGV[nk + 3], own)
+  if listening[2] > listening[4] then redis.call('PUBLISH', ARGV[nk + 3], ARGV[nk + 4]) end
 end
 return out
 """

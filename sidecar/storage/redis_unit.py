@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 _KEEP = object()
 
+# operations that name no session (op[1] is something else), and the touch
+_NOT_SESSION_OPS = frozenset(("T", "K", "M", "G", "g"))
+
 # the parts of a session (KEYS offsets in the scripts)
 _H, _V, _I, _P, _ST, _ORD = 1, 2, 3, 4, 5, 6
 
@@ -266,6 +269,9 @@ class RedisUnit:
         assert self.last_seq is not None  # every read sets it
         entry = CachedSession.from_load(reply, self.last_seq)
         self.storage.suspect.discard(session_id)
+        refreshed = self.storage._refreshed
+        if refreshed is not None:  # what a cache above must forget (base.take_refreshed)
+            refreshed.add(session_id)
         if entry is None:
             self.cache.drop(session_id)
             self.absent.add(session_id)
@@ -745,7 +751,11 @@ class RedisUnit:
                 ops_args.append(kind)
                 ops_args.append(index(op[1]))
                 ops_args += op[2:]
-        channel, message = self.storage.change_message(self.written, self.changed_variables, list(self.globals))
+        # sessions this commit only touched (a read's last_accessed): a read cache keeps them
+        touched = {op[1] for op in self.ops if op[0] == "T"}
+        if touched:
+            touched.difference_update(op[1] for op in self.ops if op[0] not in _NOT_SESSION_OPS)
+        channel, message = self.storage.change_message(self.written, self.changed_variables, list(self.globals), touched)
         keys, argv = self._assemble(sessions, order, checks_args, ops_args, channel, message)
         self._last_argv = argv
         return self.storage.run_commit(keys, argv, self.token)

@@ -212,7 +212,7 @@ defmodule SnakepitSidecar.Connection do
       welcome: state.welcome,
       pending_calls: pending_calls(state),
       restarts: length(state.restarts),
-      read_cache: state.cache != nil
+      read_cache: state.cache != nil and ReadCache.lookup(self()) != nil
     }
 
     {:reply, info, state}
@@ -323,11 +323,29 @@ defmodule SnakepitSidecar.Connection do
     alive =
       DirectPath.publish(self(), state.port, state.table, state.ids, state.config.call_timeout)
 
-    if state.cache, do: ReadCache.publish(self(), state.cache)
+    publish_cache(state)
     %{state | alive: alive}
   end
 
   defp publish(state), do: state
+
+  # The read cache serves reads with this sidecar only when it can keep it coherent: on shared
+  # storage, when its welcome says it pushes the other stores' changes (ReadCache.usable?/2).
+  defp publish_cache(%{cache: nil}), do: :ok
+
+  defp publish_cache(state) do
+    if ReadCache.usable?(state.config, state.welcome) do
+      ReadCache.publish(self(), state.cache)
+    else
+      ReadCache.unpublish(self())
+
+      Logger.debug(
+        "read cache off for sidecar #{state.os_pid}: #{inspect(elem(state.config.storage, 0))} " <>
+          "storage is shared and the sidecar does not push other stores' changes " <>
+          "(no invalidations: true in its welcome)"
+      )
+    end
+  end
 
   # Closes the direct path: callers that see the flag down go through this process.
   defp close_direct_path(state) do

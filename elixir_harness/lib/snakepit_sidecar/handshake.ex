@@ -13,7 +13,8 @@ defmodule SnakepitSidecar.Handshake do
   (`SnakepitSidecar.Client` expands the compact variables,
   `SnakepitSidecar.Protocol.expand_variables/2`) and `read_cache:` (whether the store keeps a
   read cache: the sidecar then sends `{:invalidate, :all}` after its periodic cleanup removed
-  sessions, `SnakepitSidecar.ReadCache`).
+  sessions and, on shared storage, pushes the other stores' changes and says
+  `invalidations: true` in its welcome, `SnakepitSidecar.ReadCache`).
 
   Outcomes of a handshake that fails:
 

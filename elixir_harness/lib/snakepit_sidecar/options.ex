@@ -67,8 +67,8 @@ defmodule SnakepitSidecar.Options do
       doc:
         "boolean: keep variables read through the sidecar in ETS on this node and answer " <>
           "`get_variable`, `get_variable_value`, `has_variable?` and `get_variables` from there " <>
-          "(`SnakepitSidecar.ReadCache`); off by itself while recording and for `{:redis, _}` " <>
-          "storage"
+          "(`SnakepitSidecar.ReadCache`); off by itself while recording, and with `{:redis, _}` " <>
+          "storage when the sidecar does not push other stores' changes"
     ],
     record: [
       type: {:or, [{:in, [nil]}, :non_empty_string]},

@@ -50,9 +50,24 @@ defmodule SnakepitSidecar.ReadCache do
        know are scoped to everything; a sidecar that dies clears everything (writes in flight
        may or may not have landed; with durable storage the new sidecar has them).
 
-  Shared storage (`{:redis, _}`) is written by other nodes, whose writes no rule above sees:
-  the cache stays off for it (`enabled?/1`). So does a store that records (a recording must
-  hold every call).
+    4. **Other stores' writes are pushed.** Shared storage (`{:redis, _}`) is also written by
+       other nodes, whose writes no rule above sees. The sidecar follows them (the storage's
+       change feed) and sends `{:invalidate, [session_id]}` for each once it is committed, so a
+       write acknowledged on another node is served here only until that frame has been
+       applied (docs/harness.md, "Read cache", for the measured delay). Its fills obey rule 2:
+       a read the sidecar served before the other node's commit was stamped before the frame's
+       bump. A read the sidecar serves from a session it loaded from Redis may carry a change
+       whose frame has not come yet: the sidecar sends that session's invalidation before such
+       a reply, so no entry older than what a reply carries is served once anyone has it (the
+       reply's own fill is then born dead: one more miss). The feed can miss changes while its
+       subscription is down, so the sidecar ends
+       every chunk of calls with `{:invalidate, :all}` from the moment it noticed the loss (or
+       from its start) until it is subscribed again, and sends `:all` at the loss and at the
+       resubscription. A sidecar that does not say `invalidations: true` in its welcome
+       pushes nothing of the sort: on shared storage the cache is then off for that sidecar
+       (`usable?/2`).
+
+  A store that records keeps no cache (a recording must hold every call).
 
   ## Sessions stay alive
 
@@ -154,12 +169,20 @@ defmodule SnakepitSidecar.ReadCache do
   def cached_calls, do: @cached
 
   @doc """
-  Whether a store with the validated options `config` keeps a read cache: `:read_cache` is true,
-  it does not record, and its storage is not shared.
+  Whether a store with the validated options `config` keeps a read cache (and says
+  `read_cache: true` in its hello): `:read_cache` is true and it does not record.
   """
   @spec enabled?(map()) :: boolean()
-  def enabled?(config),
-    do: config.read_cache == true and config.record == nil and not Storage.shared?(config.storage)
+  def enabled?(config), do: config.read_cache == true and config.record == nil
+
+  @doc """
+  Whether the cache of a store with `config` may serve reads with the sidecar that answered
+  `welcome` (the `info` map): always on storage nobody else writes; on shared storage only
+  when the sidecar pushes the other stores' changes (`invalidations: true`).
+  """
+  @spec usable?(map(), map()) :: boolean()
+  def usable?(config, welcome),
+    do: not Storage.shared?(config.storage) or Map.get(welcome, :invalidations) == true
 
   ## The owner's side
 

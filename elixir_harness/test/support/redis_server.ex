@@ -36,6 +36,20 @@ defmodule SnakepitSidecar.RedisServer do
   @spec url(t()) :: String.t()
   def url(%__MODULE__{port: port}), do: "redis://127.0.0.1:#{port}/0"
 
+  @doc """
+  Sends one command (a list of binaries) on a connection of its own and returns Redis's raw
+  answer (e.g. `["CLIENT", "KILL", "TYPE", "pubsub"]` gives `":2\\r\\n"`).
+  """
+  @spec command(t(), [String.t()]) :: binary()
+  def command(%__MODULE__{port: port}, args) do
+    {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false], 1000)
+    request = ["*#{length(args)}\r\n" | Enum.map(args, &"$#{byte_size(&1)}\r\n#{&1}\r\n")]
+    :ok = :gen_tcp.send(socket, request)
+    {:ok, answer} = :gen_tcp.recv(socket, 0, 5000)
+    :gen_tcp.close(socket)
+    answer
+  end
+
   @doc "Stops it by its pid (`kill: true`: SIGKILL, nothing written on the way out)."
   @spec stop(t(), keyword()) :: t()
   def stop(%__MODULE__{os_pid: os_pid} = server, opts \\ []) do

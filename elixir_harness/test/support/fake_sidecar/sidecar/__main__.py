@@ -1,7 +1,8 @@
 """Scripted fake sidecar: `python -m sidecar STEP0 STEP1 ...`.
 
 For the n-th frame it receives (0-based), it writes the frames of STEPn: hex-encoded external
-term format frames separated by commas, or "-" for none. Frames past the last step get no
+term format frames separated by commas, or "-" for none (options `--name value`, such as the
+storage the harness passes, are skipped). Frames past the last step get no
 answer. Exits on EOF of stdin. Used only by elixir_harness tests (found through PYTHONPATH).
 """
 
@@ -20,7 +21,13 @@ def read_exact(stream, size):
 
 
 def main():
-    steps = [arg for arg in sys.argv[1:] if arg not in ("-m", "sidecar")]
+    steps = []
+    args = iter(arg for arg in sys.argv[1:] if arg not in ("-m", "sidecar"))
+    for arg in args:
+        if arg.startswith("--"):  # an option the harness adds (--storage URL): not a step
+            next(args, None)
+        else:
+            steps.append(arg)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     received = 0
     while True:
