@@ -54,10 +54,10 @@ from sidecar.storage.base import (
 )
 from sidecar.storage.factory import open_storage
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store.session_store import calls
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.replies import Replies
-from sidecar.store.session_store.session_store import SessionStore, is_error
+from sidecar.store import calls
+from sidecar.store.config import StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore, is_error
 from sidecar.terms import Atom
 
 log = logging.getLogger(__name__)

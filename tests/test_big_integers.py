@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from inprocess_client import Client
 
-from sidecar.store.session_store import types
+from sidecar.store import types
 from sidecar.terms import Atom
 
 A = Atom

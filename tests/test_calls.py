@@ -7,12 +7,12 @@ import logging
 
 import pytest
 from inprocess_client import Client
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.session_store import SessionStore, is_error
 
 from sidecar.clock import Clock, FakeClock
 from sidecar.storage.memory import MemoryStorage
-from sidecar.store.session_store import calls
+from sidecar.store import calls
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore, is_error
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

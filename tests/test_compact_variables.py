@@ -11,16 +11,16 @@ import pytest
 from harness_mirror import ELIXIR_DEFAULT_STATUS, OK, STRUCT, harness_expand, harness_expand_result
 from hypothesis import given
 from hypothesis import strategies as st
-from sidecar.store.session_store.config import DEFAULT_VARIABLE_STRUCT, StoreConfig
-from sidecar.store.session_store.replies import Replies
-from sidecar.store.session_store.session_store import SessionStore
-from sidecar.store.session_store.structs import compact_variable, expand_compact_variable, render_variable
 
 from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
 from sidecar.storage.base import NOT_OPTIMIZING, VariableRecord
+from sidecar.store.config import DEFAULT_VARIABLE_STRUCT, StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore
+from sidecar.store.structs import compact_variable, expand_compact_variable, render_variable
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

@@ -13,8 +13,8 @@ import ast
 import re
 from pathlib import Path
 
-from sidecar.store.session_store import calls
-from sidecar.store.session_store import session_store as store
+from sidecar.store import calls
+from sidecar.store import session_store as store
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")

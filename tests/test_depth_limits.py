@@ -640,7 +640,7 @@ def test_a_call_nested_past_the_limit_is_answered_to_its_id(client: Any) -> None
 
 
 def test_flat_arguments_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sidecar.store.session_store import nesting
+    from sidecar.store import nesting
 
     walked: list = []
     real = codec.term_depth

@@ -22,7 +22,7 @@ from sidecar.elixir.inspect import inspect
 from sidecar.logframes import LogFrameHandler
 from sidecar.protocol import BAD_FRAME_ECHO_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine, describe_event
 from sidecar.server import Sidecar
-from sidecar.store.session_store import calls
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

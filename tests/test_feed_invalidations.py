@@ -60,7 +60,7 @@ class WatchedStorage(MemoryStorage):
         return stop
 
 
-def change(sessions: dict, global_programs: list = [], touched: frozenset = frozenset()) -> Change:
+def change(sessions: dict, global_programs: tuple = (), touched: frozenset = frozenset()) -> Change:
     return Change(sessions, list(global_programs), "other", touched)
 
 

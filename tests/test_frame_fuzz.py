@@ -34,7 +34,7 @@ from test_codec import terms
 
 from sidecar import codec
 from sidecar.protocol import HEADER_BYTES, PEEK_BYTES, Call, CallError, Hello, ProtocolError, ProtocolMachine
-from sidecar.store.session_store import calls
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

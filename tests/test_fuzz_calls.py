@@ -29,7 +29,7 @@ from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
 from sidecar.storage.sqlite import SqliteStorage
-from sidecar.store.session_store import calls
+from sidecar.store import calls
 from sidecar.terms import Atom
 
 A = Atom

@@ -26,16 +26,16 @@ import pytest
 from backends import snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.replies import Replies
-from sidecar.store.session_store.session_store import SessionStore, is_error
 from test_codec import atoms, binaries, floats, ints, strictly_equal, strings, terms
 
 from sidecar import clock, codec, protocol
 from sidecar.clock import Clock, FakeClock, format_utc_iso8601
 from sidecar.protocol import ProtocolMachine
 from sidecar.storage.base import VariableRecord
-from sidecar.store.session_store import calls, types
+from sidecar.store import calls, types
+from sidecar.store.config import StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore, is_error
 from sidecar.terms import Atom, Encoded
 
 A = Atom
@@ -74,7 +74,7 @@ def test_telemetry_frames_are_encode_frame_bytes(event: Any, measurements: Any, 
 
 
 def test_store_events_encode_as_before() -> None:
-    from sidecar.store.session_store import session_store as store_module
+    from sidecar.store import session_store as store_module
 
     machine = ProtocolMachine()
     for event in (store_module.EV_GET, store_module.EV_UPDATED, store_module.EV_BATCH_UPDATE):
@@ -777,8 +777,8 @@ def test_runners_call_the_stores_current_method_and_pass_defaults() -> None:
     ],
 )
 def test_telemetry_off_skips_the_hot_calls_events_and_nothing_else(function: str, args: tuple) -> None:
-    from sidecar.store.session_store.config import StoreConfig
-    from sidecar.store.session_store.session_store import SessionStore
+    from sidecar.store.config import StoreConfig
+    from sidecar.store.session_store import SessionStore
 
     def store(telemetry: bool) -> SessionStore:
         made = SessionStore(StoreConfig(), FakeClock(100))

@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.session_store import SessionStore
-from sidecar.store.session_store.structs import compact_variable
-
 from sidecar import codec, server
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.protocol import frame
-from sidecar.store.session_store import calls
+from sidecar.store import calls
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore
+from sidecar.store.structs import compact_variable
 from sidecar.terms import Atom
 
 A = Atom
@@ -113,9 +112,8 @@ def test_the_decode_memo_names_calls_that_exist():
 
 
 def test_the_encoded_variable_cache_stays_bounded_keeps_the_newest_and_answers_right():
-    from sidecar.store.session_store.replies import Replies
-
     from sidecar.storage.base import EMPTY_MAP, VariableRecord
+    from sidecar.store.replies import Replies
 
     config = StoreConfig().model_copy(update={"compact_variables": True})
     replies = Replies(config, FakeClock(0), cache_entries=10)

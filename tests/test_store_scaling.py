@@ -12,11 +12,11 @@ import tracemalloc
 from typing import Any
 
 import pytest
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.session_store import SessionStore
 
 from sidecar.clock import FakeClock
 from sidecar.storage.memory import MemoryStorage
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore
 from sidecar.terms import Atom as A
 
 FLOAT = A("float")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sidecar.store.session_store.config import DEFAULT_SESSION_STRUCT, DEFAULT_VARIABLE_STRUCT, StoreConfig
-from sidecar.store.session_store.replies import Replies
-from sidecar.store.session_store.session_store import SessionStore
-from sidecar.store.session_store.structs import InvalidSession, parse_session, render_session
 
 from sidecar import codec
 from sidecar.clock import FakeClock
 from sidecar.storage.base import EMPTY_MAP, NOT_OPTIMIZING, SessionRecord, VariableRecord
 from sidecar.storage.memory import MemoryStorage
+from sidecar.store.config import DEFAULT_SESSION_STRUCT, DEFAULT_VARIABLE_STRUCT, StoreConfig
+from sidecar.store.replies import Replies
+from sidecar.store.session_store import SessionStore
+from sidecar.store.structs import InvalidSession, parse_session, render_session
 from sidecar.terms import Atom as A
 from sidecar.terms import term_equal
 

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sidecar.store.session_store.types import (
+
+from sidecar.elixir.format import format_number
+from sidecar.store import types
+from sidecar.store.types import (
     ConstraintViolation,
     UnknownType,
     ValidationFailed,
@@ -24,9 +27,6 @@ from sidecar.store.session_store.types import (
     resolve_type,
     validate,
 )
-
-from sidecar.elixir.format import format_number
-from sidecar.store.session_store import types
 from sidecar.terms import Atom, BitString, ImproperList, term_equal
 
 A = Atom
@@ -579,7 +579,7 @@ def test_patterns_and_lengths_match_live_elixir() -> None:
 def test_a_pattern_that_backtracks_without_end_is_no_match_within_its_time_limit():
     import time
 
-    from sidecar.store.session_store.pcre import MATCH_SECONDS
+    from sidecar.store.pcre import MATCH_SECONDS
 
     started = time.monotonic()
     with pytest.raises(types.ConstraintViolation) as rejected:

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from backends import BACKENDS, open_backend, snapshot
-from sidecar.store.session_store.session_store import MAX_CONFLICT_RETRIES, SessionStore
 
 from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
 from sidecar.storage.base import Conflict, SessionRecord, VariableRecord
+from sidecar.store.session_store import MAX_CONFLICT_RETRIES, SessionStore
 from sidecar.terms import Atom as A
 
 OK = A("ok")

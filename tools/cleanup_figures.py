@@ -27,11 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from sidecar.store.session_store.session_store import process_rss_bytes  # noqa: E402
-
 from sidecar import codec  # noqa: E402
 from sidecar.cli import SidecarOptions  # noqa: E402
 from sidecar.server import Sidecar  # noqa: E402
+from sidecar.store.session_store import process_rss_bytes  # noqa: E402
 from sidecar.terms import Atom as A  # noqa: E402
 
 CHUNK = 64

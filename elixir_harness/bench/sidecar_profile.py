@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from sidecar import codec  # noqa: E402
 from sidecar.cli import SidecarOptions  # noqa: E402
 from sidecar.server import Sidecar  # noqa: E402
-from sidecar.store.session_store import calls
+from sidecar.store import calls
 from sidecar.terms import Atom  # noqa: E402
 
 A = Atom

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 from sidecar.elixir.inspect import inspect, inspect_key, term_order_key
 from sidecar.replay.rules import ClockWindow, IdBindings, Rule, RuleContext, Where, default_rules, generated_id_parts
-from sidecar.store.session_store.structs import expand_compact_variable
+from sidecar.store.structs import expand_compact_variable
 from sidecar.terms import Atom, ImproperList, ListKey, MapKey, StrictKey, term_equal
 
 

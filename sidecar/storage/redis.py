@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Collection, Optional
 from urllib.parse import urlsplit

@@ -6,7 +6,7 @@ names, arities, argument checks), `types` and `pcre` (the variable types' rules 
 `nesting` (how deep a stored term may nest), `config` (the store's settings).
 """
 
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.session_store import SessionStore
+from sidecar.store.config import StoreConfig
+from sidecar.store.session_store import SessionStore
 
 __all__ = ["SessionStore", "StoreConfig"]

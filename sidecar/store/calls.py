@@ -32,9 +32,9 @@ from typing import Any, Callable, Optional
 
 from sidecar.elixir.inspect import describe_exception
 from sidecar.storage.base import Conflict, StorageError
-from sidecar.store.session_store import nesting
-from sidecar.store.session_store.nesting import At, MapsAt, OptionsAt, ValuesAt
-from sidecar.store.session_store.structs import is_binary, is_integer
+from sidecar.store import nesting
+from sidecar.store.nesting import At, MapsAt, OptionsAt, ValuesAt
+from sidecar.store.structs import is_binary, is_integer
 from sidecar.terms import Atom, is_identifier
 
 log = logging.getLogger(__name__)

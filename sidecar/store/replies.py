@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 from sidecar.codec import encode_body
 from sidecar.storage.base import SessionContents, VariableRecord
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.structs import compact_variable, export_variable, render_session, render_variable
+from sidecar.store.config import StoreConfig
+from sidecar.store.structs import compact_variable, export_variable, render_session, render_variable
 from sidecar.terms import Atom, Encoded
 
 OK = Atom("ok")

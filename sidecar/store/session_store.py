@@ -32,9 +32,9 @@ from sidecar.storage.base import (
     Storage,
     VariableRecord,
 )
-from sidecar.store.session_store import types
-from sidecar.store.session_store.config import StoreConfig
-from sidecar.store.session_store.structs import (
+from sidecar.store import types
+from sidecar.store.config import StoreConfig
+from sidecar.store.structs import (
     InvalidImport,
     InvalidSession,
     intern_name,

@@ -37,7 +37,7 @@ from sidecar.storage.base import (
     is_default_status,
 )
 from sidecar.storage.base import VARIABLE_FIELDS as FIELD_NAMES
-from sidecar.store.session_store import types
+from sidecar.store import types
 from sidecar.terms import Atom, hashable_key
 
 A_STRUCT = Atom("__struct__")

@@ -53,7 +53,7 @@ import regex
 
 from sidecar.elixir.format import format_number, join, to_string_term
 from sidecar.elixir.inspect import describe, inspect
-from sidecar.store.session_store.pcre import PcrePattern, compile_pattern, pattern_from_term
+from sidecar.store.pcre import PcrePattern, compile_pattern, pattern_from_term
 from sidecar.terms import Atom, ImproperList, term_equal
 
 __all__ = [
