@@ -40,7 +40,9 @@ class SidecarOptions(BaseModel):
     log_level: LogLevelName = "info"
     log_frame_level: LogLevelName = "warning"
     enable_test_calls: bool = False
-    spin_us: int = Field(DEFAULT_SPIN_US, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking")
+    spin_us: int = Field(
+        DEFAULT_SPIN_US, ge=0, le=1_000_000, description="µs to poll stdin after a lone call's answer before blocking"
+    )
     storage: str = Field("memory", description="memory, sqlite:PATH or redis://HOST:PORT/DB")
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     redis_prefix: str = Field("snakepit:", min_length=1, description="prefix of every Redis key of this store")

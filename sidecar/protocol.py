@@ -380,7 +380,9 @@ class ProtocolMachine:
             call_id = _peek_id(body[:PEEK_BYTES])
             if call_id is not None:
                 return CallError(call_id, A_DECODE_ERROR)
-            return ProtocolError(A_DECODE_ERROR, f"frame of {len(body)} bytes is not a valid external term: {exception_message(exc)}")
+            return ProtocolError(
+                A_DECODE_ERROR, f"frame of {len(body)} bytes is not a valid external term: {exception_message(exc)}"
+            )
         if type(term) is tuple:
             if len(term) == 4 and term[0] is A_CALL:
                 return self._call_event(term, len(body))

@@ -658,4 +658,3 @@ def run(options: SidecarOptions, log_handler: LogFrameHandler | None = None) -> 
             log.exception("closing the storage failed")
         os.close(frames_fd)
     return 0
-

@@ -123,11 +123,7 @@ class ImproperList:
         self.tail = tail
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ImproperList)
-            and term_equal(self.items, other.items)
-            and term_equal(self.tail, other.tail)
-        )
+        return isinstance(other, ImproperList) and term_equal(self.items, other.items) and term_equal(self.tail, other.tail)
 
     def __hash__(self) -> int:
         return hash(("improper", len(self.items)))

@@ -13,8 +13,7 @@ from sidecar.terms import Atom as A
 STRUCT = A("__struct__")
 OK = A("ok")
 ELIXIR_FIELDS = (
-    "id name type value constraints metadata version created_at last_updated_at "
-    "optimization_status access_rules"
+    "id name type value constraints metadata version created_at last_updated_at optimization_status access_rules"
 ).split()
 ELIXIR_DEFAULT_STATUS = {A("optimizing"): False, A("optimizer_id"): None, A("optimizer_pid"): None, A("started_at"): None}
 

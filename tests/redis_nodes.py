@@ -30,7 +30,9 @@ class Node:
     def __init__(self, url: str, prefix: str, clock: Optional[FakeClock] = None, **options: Any) -> None:
         self.clock = clock or FakeClock(1000)
         self.storage = RedisStorage(url, prefix, **options)
-        self.sidecar = Sidecar(SidecarOptions(enable_test_calls=True), clock_factory=lambda *_start: self.clock, storage=self.storage)
+        self.sidecar = Sidecar(
+            SidecarOptions(enable_test_calls=True), clock_factory=lambda *_start: self.clock, storage=self.storage
+        )
         self.store = self.sidecar.store
         self._ids = itertools.count(1)
 

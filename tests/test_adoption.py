@@ -26,9 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "elixir_harness"
 
-needs_mix = pytest.mark.skipif(
-    shutil.which("mix") is None, reason="`mix` is not on PATH (scripts/setup installs elixir)"
-)
+needs_mix = pytest.mark.skipif(shutil.which("mix") is None, reason="`mix` is not on PATH (scripts/setup installs elixir)")
 
 # What a user's shell would not have: anything pointing into this checkout or its environment.
 _DROPPED_ENV = ("PYTHONPATH", "SNAKEPIT_SIDECAR_PYTHON", "MIX_ENV", "VIRTUAL_ENV", "PYTHONHOME")
@@ -41,9 +39,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        command, cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run(command, cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (
         f"{command} exited with {result.returncode}\n"
         f"--- stdout (end)\n{result.stdout[-4000:]}\n--- stderr (end)\n{result.stderr[-4000:]}"
@@ -67,8 +63,16 @@ def venv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".git", "elixir_harness", "tests", "tmp", "build", "dist", "*.egg-info",
-            "__pycache__", ".pytest_cache", ".hypothesis",
+            ".git",
+            "elixir_harness",
+            "tests",
+            "tmp",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            ".hypothesis",
         ),
     )
     wheels = work / "wheels"
@@ -90,9 +94,7 @@ def test_the_wheel_installs_into_a_fresh_venv_with_its_command(venv_python: Path
     assert "--default-ttl" in help_text
 
     # From the harness's directory (where the store starts it), `sidecar` is the wheel's.
-    module_file = _run(
-        [str(venv_python), "-c", "import sidecar; print(sidecar.__file__)"], cwd=HARNESS
-    ).strip()
+    module_file = _run([str(venv_python), "-c", "import sidecar; print(sidecar.__file__)"], cwd=HARNESS).strip()
     assert Path(module_file).is_relative_to(venv_python.parent.parent), module_file
 
 
@@ -184,9 +186,7 @@ end
 
 
 @needs_mix
-def test_a_mix_release_using_the_store_runs_from_elsewhere(
-    venv_python: Path, tmp_path: Path
-) -> None:
+def test_a_mix_release_using_the_store_runs_from_elsewhere(venv_python: Path, tmp_path: Path) -> None:
     project = tmp_path / "tiny"
     (project / "lib").mkdir(parents=True)
     (project / "mix.exs").write_text(_TINY_MIX_EXS.replace("HARNESS", f'"{HARNESS}"'))

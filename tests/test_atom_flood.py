@@ -26,7 +26,14 @@ def atom_list_etf(names: list[str]) -> bytes:
 
 
 def call_frame(call_id: int, function: str, args_etf: bytes) -> bytes:
-    body = b"\x83\x68\x04\x77\x04call" + bytes((98,)) + call_id.to_bytes(4, "big") + bytes((119, len(function))) + function.encode() + args_etf
+    body = (
+        b"\x83\x68\x04\x77\x04call"
+        + bytes((98,))
+        + call_id.to_bytes(4, "big")
+        + bytes((119, len(function)))
+        + function.encode()
+        + args_etf
+    )
     return len(body).to_bytes(4, "big") + body
 
 
@@ -53,7 +60,17 @@ def test_a_flood_of_new_atoms_leaves_at_most_one_cache_of_them() -> None:
         # get_variable_value's default (encoded), and sent as a bad frame (echoed by inspect)
         out = sidecar.handle_input(call_frame(2, "ping", atom_list_etf(names[:50_000])))
         assert codec.decode(out[-1][4:])[2][1][0] is A("bad_arity")
-        out = sidecar.handle_input(call_frame(3, "get_variable_value", bytes((108, 0, 0, 0, 3)) + codec.encode("s")[1:] + codec.encode("x")[1:] + atom_list_etf(names[50_000:]) + bytes((106,))))
+        out = sidecar.handle_input(
+            call_frame(
+                3,
+                "get_variable_value",
+                bytes((108, 0, 0, 0, 3))
+                + codec.encode("s")[1:]
+                + codec.encode("x")[1:]
+                + atom_list_etf(names[50_000:])
+                + bytes((106,)),
+            )
+        )
         assert len(codec.decode(out[-1][4:])[2]) == 50_000
         assert sidecar.handle_input(codec.encode_frame((A("call"), 4, A("ping"), [])))
         gc.collect()

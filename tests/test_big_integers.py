@@ -43,7 +43,12 @@ def text(value: int) -> str:
 
 
 big_ints = st.one_of(
-    st.builds(lambda bits, low, sign: sign * ((1 << bits) + low), st.integers(14_000, 60_000), st.integers(0, 2**70), st.sampled_from([1, -1])),
+    st.builds(
+        lambda bits, low, sign: sign * ((1 << bits) + low),
+        st.integers(14_000, 60_000),
+        st.integers(0, 2**70),
+        st.sampled_from([1, -1]),
+    ),
     st.builds(lambda digits, sign: sign * 10**digits, st.integers(4300, 9000), st.sampled_from([1, -1])),
 )
 any_ints = st.one_of(big_ints, st.integers(-(2**64), 2**64))
@@ -72,7 +77,9 @@ def test_numeric_range_messages_print_integers_in_full(value: int, minimum: Any,
 def test_update_variable_with_a_huge_integer_answers_the_constraint_message(value: int, bound: int) -> None:
     client = Client()
     assert client.call("create_session", "s")[0] is A("ok")
-    assert client.call("register_variable", "s", A("n"), INTEGER, 0, [(A("constraints"), {A("min"): -100, A("max"): 100})])[0] is A("ok")
+    assert client.call("register_variable", "s", A("n"), INTEGER, 0, [(A("constraints"), {A("min"): -100, A("max"): 100})])[
+        0
+    ] is A("ok")
     if value > 100:
         expected = (A("error"), f"value {text(value)} is above maximum 100")
     else:

@@ -25,8 +25,16 @@ def test_help_lists_the_options_and_the_replay_subcommand():
     result = run_sidecar("--help")
     assert result.returncode == 0
     text = result.stdout.decode()
-    for option in ("--default-ttl", "--global-program-ttl", "--cleanup-interval", "--max-frame-bytes",
-                   "--log-level", "--enable-test-calls", "--spin-us", "replay"):
+    for option in (
+        "--default-ttl",
+        "--global-program-ttl",
+        "--cleanup-interval",
+        "--max-frame-bytes",
+        "--log-level",
+        "--enable-test-calls",
+        "--spin-us",
+        "replay",
+    ):
         assert option in text
 
 
@@ -58,8 +66,21 @@ def test_bad_option_through_the_real_command_exits_2():
 
 
 def test_options_are_validated_into_the_model():
-    options = cli.parse_options(["--default-ttl", "10", "--cleanup-interval", "250", "--max-frame-bytes", "5000",
-                                 "--log-level", "debug", "--enable-test-calls", "--spin-us", "0"])
+    options = cli.parse_options(
+        [
+            "--default-ttl",
+            "10",
+            "--cleanup-interval",
+            "250",
+            "--max-frame-bytes",
+            "5000",
+            "--log-level",
+            "debug",
+            "--enable-test-calls",
+            "--spin-us",
+            "0",
+        ]
+    )
     assert (options.default_ttl, options.cleanup_interval, options.max_frame_bytes) == (10, 250, 5000)
     assert options.spin_us == 0 and cli.parse_options([]).spin_us == 50
     assert options.log_level == "debug" and options.enable_test_calls is True

@@ -141,7 +141,9 @@ strings = st.one_of(st.sampled_from(["nil", "undefined", "true", "ok", ""]), st.
 binaries = st.binary(max_size=12).map(canonical_binary)
 ints = st.one_of(
     st.integers(min_value=-(2**40), max_value=2**40),
-    st.builds(lambda bits, sign, low: sign * (2**bits + low), st.integers(0, 2100), st.sampled_from([1, -1]), st.integers(0, 2**32)),
+    st.builds(
+        lambda bits, sign, low: sign * (2**bits + low), st.integers(0, 2100), st.sampled_from([1, -1]), st.integers(0, 2**32)
+    ),
     st.sampled_from([0, 255, 256, -1, 2**31 - 1, -(2**31), 2**31, -(2**31) - 1, 2**64]),
 )
 floats = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([42.0, -0.0, 0.0, 5e-324]))
@@ -360,8 +362,10 @@ def test_decode_accepts_bytearray_and_memoryview() -> None:
         (bytes((77, 0, 0, 0, 0, 0)), ""),
         (bytes((110, 1, 2, 5)), -5),  # any non-zero sign is negative
         (bytes((99,)) + b"1.50000000000000000000e+00".ljust(31, b"\x00"), 1.5),  # FLOAT_EXT
-        (bytes((116, 0, 0, 0, 2, 70)) + struct.pack(">d", 0.0) + bytes((97, 1, 70)) + struct.pack(">d", -0.0) + bytes((97, 2)),
-         {0.0: 1, StrictKey(-0.0): 2}),
+        (
+            bytes((116, 0, 0, 0, 2, 70)) + struct.pack(">d", 0.0) + bytes((97, 1, 70)) + struct.pack(">d", -0.0) + bytes((97, 2)),
+            {0.0: 1, StrictKey(-0.0): 2},
+        ),
     ],
 )
 def test_decodes_old_and_unusual_encodings(etf: bytes, expected: Any) -> None:
@@ -369,9 +373,14 @@ def test_decodes_old_and_unusual_encodings(etf: bytes, expected: Any) -> None:
 
 
 def test_colliding_map_keys_keep_apart_with_strict_key() -> None:
-    data = b"\x83" + bytes((116, 0, 0, 0, 3, 97, 1, 97, 10, 70)) + struct.pack(">d", 1.0) + bytes(
-        (97, 11, 119, 4)
-    ) + b"true" + bytes((97, 12))
+    data = (
+        b"\x83"
+        + bytes((116, 0, 0, 0, 3, 97, 1, 97, 10, 70))
+        + struct.pack(">d", 1.0)
+        + bytes((97, 11, 119, 4))
+        + b"true"
+        + bytes((97, 12))
+    )
     assert strictly_equal(decode(data), {1: 10, StrictKey(1.0): 11, StrictKey(True): 12})
 
 
@@ -678,9 +687,7 @@ def test_python_decodes_every_beam_encoding(beam_run: tuple[dict[str, bytes], di
 def test_python_decodes_beam_only_encodings(beam_run: tuple[dict[str, bytes], dict[str, str]]) -> None:
     encoded, _ = beam_run
     assert encoded["compressed"][1] == 80
-    assert strictly_equal(
-        decode(encoded["compressed"]), {"data": "abc" * 1000, A("list"): list(range(1, 501))}
-    )
+    assert strictly_equal(decode(encoded["compressed"]), {"data": "abc" * 1000, A("list"): list(range(1, 501))})
     assert encoded["float_old_format"][1] == 99
     assert strictly_equal(decode(encoded["float_old_format"]), 3.25)
     assert encoded["atom_utf8_tag"][1] == 119
@@ -707,9 +714,7 @@ def test_beam_pids_refs_ports_funs_are_carried_verbatim(
     assert decode_via_erlang_py(data).kind == kind
 
 
-def test_opaques_inside_containers_re_encode_identically(
-    beam_run: tuple[dict[str, bytes], dict[str, str]]
-) -> None:
+def test_opaques_inside_containers_re_encode_identically(beam_run: tuple[dict[str, bytes], dict[str, str]]) -> None:
     data = beam_run[0]["opaque_in_tuple"]
     term = decode(data)
     assert term[0] is A("ok") and [t.kind for t in term[1:]] == ["pid", "ref"]
@@ -718,9 +723,7 @@ def test_opaques_inside_containers_re_encode_identically(
     assert strictly_equal(decode(encode(term)), term)
 
 
-def test_corrupted_beam_encodings_raise_only_decode_error(
-    beam_run: tuple[dict[str, bytes], dict[str, str]]
-) -> None:
+def test_corrupted_beam_encodings_raise_only_decode_error(beam_run: tuple[dict[str, bytes], dict[str, str]]) -> None:
     rng = random.Random(1234)
     for _name, data in beam_run[0].items():
         if len(data) > 5000:

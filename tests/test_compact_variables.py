@@ -193,9 +193,7 @@ terms = st.recursive(
 statuses = st.one_of(
     st.just(NOT_OPTIMIZING),
     st.just(dict(NOT_OPTIMIZING)),
-    st.fixed_dictionaries(
-        {A("optimizing"): terms, A("optimizer_id"): terms, A("optimizer_pid"): terms, A("started_at"): terms}
-    ),
+    st.fixed_dictionaries({A("optimizing"): terms, A("optimizer_id"): terms, A("optimizer_pid"): terms, A("started_at"): terms}),
     st.dictionaries(st.sampled_from([A("optimizing"), A("started_at"), "x"]), terms, max_size=3),
 )
 
@@ -211,7 +209,9 @@ statuses = st.one_of(
     access_rules=st.lists(terms, max_size=2),
     module=st.sampled_from([DEFAULT_VARIABLE_STRUCT, A("Elixir.My.Var")]),
 )
-def test_any_compact_variable_expands_to_its_struct(name, value, constraints, metadata, version, times, status, access_rules, module):
+def test_any_compact_variable_expands_to_its_struct(
+    name, value, constraints, metadata, version, times, status, access_rules, module
+):
     record = VariableRecord(
         "var_x_1", name, A("float"), value, constraints, metadata, version, times[0], times[1], status, access_rules
     )

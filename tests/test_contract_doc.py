@@ -78,7 +78,7 @@ def mentions_atom(atom_name: str) -> bool:
 
 
 def _atom_name(node: ast.AST) -> str | None:
-    """"x" for a literal `A("x")` / `Atom("x")`."""
+    """ "x" for a literal `A("x")` / `Atom("x")`."""
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
@@ -106,7 +106,12 @@ def store_error_reasons() -> set[str]:
         reason = None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_error" and node.args:
             reason = _leading_atom(node.args[0])
-        elif isinstance(node, ast.Tuple) and len(node.elts) == 2 and isinstance(node.elts[0], ast.Name) and node.elts[0].id == "ERROR":
+        elif (
+            isinstance(node, ast.Tuple)
+            and len(node.elts) == 2
+            and isinstance(node.elts[0], ast.Name)
+            and node.elts[0].id == "ERROR"
+        ):
             reason = _leading_atom(node.elts[1])
         if reason is not None:
             reasons.add(reason)
@@ -126,11 +131,7 @@ def session_validation_reasons() -> set[str]:
 
 def dispatch_error_reasons() -> set[str]:
     """The reasons sidecar/store/calls.py answers for calls that do not fit the table."""
-    return {
-        atom.name
-        for name, atom in vars(calls).items()
-        if name.startswith("A_") and isinstance(atom, calls.Atom)
-    }
+    return {atom.name for name, atom in vars(calls).items() if name.startswith("A_") and isinstance(atom, calls.Atom)}
 
 
 def server_error_reasons() -> set[str]:
@@ -213,9 +214,7 @@ def test_every_function_of_the_elixir_api_is_documented():
 
 def test_every_telemetry_event_is_documented_and_no_other():
     store_events = {
-        "[" + ", ".join(f":{atom.name}" for atom in event) + "]"
-        for name, event in vars(store).items()
-        if name.startswith("EV_")
+        "[" + ", ".join(f":{atom.name}" for atom in event) + "]" for name, event in vars(store).items() if name.startswith("EV_")
     }
     assert len(store_events) == 8
     documented = set(re.findall(r"\[:snakepit, :session_store, :\w+, :\w+\]", DOC))

@@ -55,9 +55,7 @@ def test_create_session_returns_the_session_struct_with_every_field(client):
     assert f(session, "ttl") == 3600
     assert f(session, "programs") == {} and f(session, "variables") == {} and f(session, "variable_index") == {}
     assert f(session, "metadata") == {}
-    assert term_equal(
-        f(session, "stats"), {A("variable_count"): 0, A("program_count"): 0, A("total_variable_updates"): 0}
-    )
+    assert term_equal(f(session, "stats"), {A("variable_count"): 0, A("program_count"): 0, A("total_variable_updates"): 0})
 
 
 def test_create_session_options_are_kept(client):

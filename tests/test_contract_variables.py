@@ -112,9 +112,10 @@ def test_register_errors_change_nothing(client):
     assert client.call("register_variable", "s1", "x", A("complex"), 1.0) == (ERROR, (A("unknown_type"), A("complex")))
     assert client.call("register_variable", "s1", "x", "complex", 1.0) == (ERROR, (A("unknown_type"), "complex"))
     assert client.call("register_variable", "s1", "x", A("float"), "abc") == (ERROR, "must be a number")
-    assert client.call(
-        "register_variable", "s1", "x", A("integer"), 10, [(A("constraints"), {A("max"): 5})]
-    ) == (ERROR, "value 10 is above maximum 5")
+    assert client.call("register_variable", "s1", "x", A("integer"), 10, [(A("constraints"), {A("max"): 5})]) == (
+        ERROR,
+        "value 10 is above maximum 5",
+    )
     assert client.call("has_variable?", "s1", "x") is False
     stats = session_stats(client)
     assert stats[A("variable_count")] == 0 and stats[A("total_variable_updates")] == 0

@@ -176,7 +176,17 @@ def _wrap_bytes(inner: bytes) -> bytes:
         lambda t: ImproperList([1], t),
         lambda t: tuple([0] * 300 + [t]),  # LARGE_TUPLE_EXT
     ],
-    ids=["list", "1-tuple", "3-tuple", "atom-key map", "binary-key map", "map key", "improper items", "improper tail", "large tuple"],
+    ids=[
+        "list",
+        "1-tuple",
+        "3-tuple",
+        "atom-key map",
+        "binary-key map",
+        "map key",
+        "improper items",
+        "improper tail",
+        "large tuple",
+    ],
 )
 def test_each_container_kind_counts_one_level(wrap: Callable[[Any], Any]) -> None:
     at_limit = wrap(deep(MAX - 1))
@@ -229,7 +239,8 @@ def _fun_with_free_variable(free: bytes) -> Opaque:
         + bytes(16)  # uniq
         + (0).to_bytes(4, "big")  # index
         + (1).to_bytes(4, "big")  # num free
-        + bytes((119, 3)) + b"erl"  # module
+        + bytes((119, 3))
+        + b"erl"  # module
         + bytes((97, 0))  # old index
         + bytes((97, 0))  # old uniq
         + pid
@@ -558,7 +569,9 @@ def test_updates_at_the_limit_round_trip_and_one_deeper_is_refused(client: Any) 
 
     over = VARIABLE_FIELD + 1
     assert_refused_and_unchanged(
-        client, lambda: client.call("update_variable", "s", A("v"), tensor(over)), too_deep("update_variable", [3], VARIABLE_FIELD)
+        client,
+        lambda: client.call("update_variable", "s", A("v"), tensor(over)),
+        too_deep("update_variable", [3], VARIABLE_FIELD),
     )
     assert_refused_and_unchanged(
         client,

@@ -131,9 +131,7 @@ _SWITCH_POINT_FLOATS = [
 
 def _elixir(script: str, stdin: str) -> list[str]:
     assert ELIXIR is not None
-    done = subprocess.run(
-        [ELIXIR, "-e", script], input=stdin, capture_output=True, text=True, timeout=120, check=True
-    )
+    done = subprocess.run([ELIXIR, "-e", script], input=stdin, capture_output=True, text=True, timeout=120, check=True)
     return done.stdout.splitlines()
 
 
@@ -189,7 +187,12 @@ def unlimited_int_str():
 @given(
     st.one_of(
         st.integers(),
-        st.builds(lambda bits, low, sign: sign * ((1 << bits) + low), st.integers(4000, 200_000), st.integers(0, 2**64), st.sampled_from([1, -1])),
+        st.builds(
+            lambda bits, low, sign: sign * ((1 << bits) + low),
+            st.integers(4000, 200_000),
+            st.integers(0, 2**64),
+            st.sampled_from([1, -1]),
+        ),
         st.builds(lambda digits, sign: sign * (10**digits - 1 + sign), st.integers(4290, 20_000), st.sampled_from([1, -1])),
     )
 )
@@ -206,7 +209,7 @@ def test_integers_past_the_print_bound_are_named_by_their_size() -> None:
     assert len(integer_text(10**MAX_INTEGER_TEXT_DIGITS - 1)) == MAX_INTEGER_TEXT_DIGITS
     assert integer_text(10**MAX_INTEGER_TEXT_DIGITS) == f"#Integer<{(10**MAX_INTEGER_TEXT_DIGITS).bit_length()} bits>"
     assert integer_text(-(2**600_000)) == "-#Integer<600001 bits>"
-    assert integer_text(2**(8 * 64 * 1024 * 1024)) == f"#Integer<{8 * 64 * 1024 * 1024 + 1} bits>"  # a 64 MB bignum
+    assert integer_text(2 ** (8 * 64 * 1024 * 1024)) == f"#Integer<{8 * 64 * 1024 * 1024 + 1} bits>"  # a 64 MB bignum
 
 
 @needs_elixir

@@ -166,9 +166,7 @@ def test_inspect_agrees_with_the_real_elixir(tmp_path: Path):
     elixir_lines = result.stdout.split("\n")[: len(live_cases)]
     assert len(elixir_lines) == len(live_cases)
     # the fixed expectations are what elixir prints...
-    table_mismatches = [
-        (term, line, text) for (term, text), line in zip(INSPECT_TABLE, elixir_lines) if line != text
-    ]
+    table_mismatches = [(term, line, text) for (term, text), line in zip(INSPECT_TABLE, elixir_lines) if line != text]
     assert table_mismatches == []
     # ...and so is ours, for every term
     ours = [inspect(c) for c in live_cases]

@@ -110,7 +110,11 @@ def test_a_reply_that_cannot_be_encoded_is_an_internal_error_with_a_short_messag
     for _ in range(200):
         deep = [deep]
     term = codec.decode(ProtocolMachine().reply(7, (A("ok"), deep))[4:])
-    assert term == (A("reply"), 7, (A("error"), (A("internal_error"), "reply could not be encoded: term nested deeper than 128 levels")))
+    assert term == (
+        A("reply"),
+        7,
+        (A("error"), (A("internal_error"), "reply could not be encoded: term nested deeper than 128 levels")),
+    )
 
 
 def test_the_issues_frames_through_a_real_process() -> None:

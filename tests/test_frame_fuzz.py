@@ -89,7 +89,13 @@ def compressed(inner: bytes, declared: int | None = None) -> bytes:
 call_ids = st.one_of(st.integers(0, 255), st.integers(0, 2**31 - 1), st.integers(2**31, 2**64), st.just(-1))
 valid_bodies = st.one_of(
     st.builds(call_body, call_ids, st.sampled_from(FUNCTIONS).map(A), st.lists(terms, max_size=5)),
-    st.builds(lambda version, options: codec.encode((A("hello"), version, options)), st.integers(0, 3), st.dictionaries(st.sampled_from([A("telemetry"), A("compact_variables"), A("default_ttl"), "default_ttl", A("x")]), terms, max_size=3)),
+    st.builds(
+        lambda version, options: codec.encode((A("hello"), version, options)),
+        st.integers(0, 3),
+        st.dictionaries(
+            st.sampled_from([A("telemetry"), A("compact_variables"), A("default_ttl"), "default_ttl", A("x")]), terms, max_size=3
+        ),
+    ),
     terms.map(codec.encode),
 )
 
@@ -117,7 +123,11 @@ def mutated_valid(draw: Any) -> bytes:
 
 @st.composite
 def huge_integer(draw: Any) -> bytes:
-    value = draw(st.one_of(st.integers(14_000, 60_000).map(lambda bits: (1 << bits) - 1), st.integers(4300, 12_000).map(lambda d: -(10**d))))
+    value = draw(
+        st.one_of(
+            st.integers(14_000, 60_000).map(lambda bits: (1 << bits) - 1), st.integers(4300, 12_000).map(lambda d: -(10**d))
+        )
+    )
     big = big_int_etf(value)
     where = draw(st.sampled_from(["arg", "function", "id", "bad_frame", "hello_version", "constraint"]))
     if where == "arg":
@@ -207,7 +217,14 @@ def bad_length(draw: Any) -> bytes:
 
 
 cases = st.one_of(
-    random_body(), truncated_valid(), mutated_valid(), huge_integer(), deep_nesting(), atom_flood(), compressed_term(), bad_length()
+    random_body(),
+    truncated_valid(),
+    mutated_valid(),
+    huge_integer(),
+    deep_nesting(),
+    atom_flood(),
+    compressed_term(),
+    bad_length(),
 )
 
 
@@ -303,7 +320,11 @@ def fuzzed() -> Iterator[SubprocessClient]:
 _health_ids = itertools.count(2**40)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(cases, min_size=1, max_size=3))
 def test_a_real_sidecar_survives_every_case_and_stays_in_sync(fuzzed: SubprocessClient, frames: list[bytes]) -> None:
     fuzzed.send_raw(b"".join(frames))
@@ -344,7 +365,11 @@ def test_a_compressed_bomb_is_refused_without_inflating(monkeypatch: pytest.Monk
         def decompress(self, data: bytes, max_length: int = 0) -> bytes:
             out = self._inner.decompress(data, max_length)
             inflated.append(len(out))
-            self.eof, self.unconsumed_tail, self.unused_data = self._inner.eof, self._inner.unconsumed_tail, self._inner.unused_data
+            self.eof, self.unconsumed_tail, self.unused_data = (
+                self._inner.eof,
+                self._inner.unconsumed_tail,
+                self._inner.unused_data,
+            )
             return out
 
     monkeypatch.setattr(codec.zlib, "decompressobj", Counting)

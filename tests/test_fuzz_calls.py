@@ -41,13 +41,23 @@ names = st.sampled_from([A("temp"), "temp", "count", A("v"), "var_temp_1", ""])
 type_terms = st.sampled_from([A("float"), A("integer"), A("string"), A("boolean"), A("choice"),
                               A("module"), A("embedding"), A("tensor"), "float", A("nope")])  # fmt: skip
 values = st.one_of(
-    st.sampled_from([0.5, 1, 2.0, -3, True, None, "x", A("infinity"), "NaN", [1.0, 2], [],
-                     {"shape": [2], "data": [1, 2]}]),  # fmt: skip
+    st.sampled_from(
+        [0.5, 1, 2.0, -3, True, None, "x", A("infinity"), "NaN", [1.0, 2], [], {"shape": [2], "data": [1, 2]}]
+    ),  # fmt: skip
     any_terms,
 )
 options = st.one_of(
-    st.sampled_from([[], {}, [(A("atomic"), True)], [(A("ttl"), 5)], [(A("ttl"), -1)],
-                     [(A("constraints"), {A("min"): 0, A("max"): 1})], {A("metadata"): {"k": 1}}]),  # fmt: skip
+    st.sampled_from(
+        [
+            [],
+            {},
+            [(A("atomic"), True)],
+            [(A("ttl"), 5)],
+            [(A("ttl"), -1)],
+            [(A("constraints"), {A("min"): 0, A("max"): 1})],
+            {A("metadata"): {"k": 1}},
+        ]
+    ),  # fmt: skip
     any_terms,
 )
 # what each argument position usually holds in the contract's calls (session id, then a name
@@ -72,7 +82,11 @@ def a_call(draw: Any) -> tuple[Any, list]:
     else:
         name = draw(st.sampled_from(KNOWN))
         arities = calls.CALLS[name].arities
-        arity = draw(st.one_of(st.sampled_from(arities), st.integers(0, 6))) if draw(st.booleans()) else draw(st.sampled_from(arities))
+        arity = (
+            draw(st.one_of(st.sampled_from(arities), st.integers(0, 6)))
+            if draw(st.booleans())
+            else draw(st.sampled_from(arities))
+        )
     args = [draw(st.one_of(POSITIONS[min(i, 5)], POSITIONS[min(i, 5)], POSITIONS[min(i, 5)], any_terms)) for i in range(arity)]
     return name, args
 
@@ -81,7 +95,7 @@ call_sequences = st.lists(a_call(), min_size=1, max_size=12)
 
 
 def _program_ids(sequence: list[tuple[Any, list]]) -> list:
-    """"g1" and every first argument the sequence gives a global-program call."""
+    """ "g1" and every first argument the sequence gives a global-program call."""
     ids = ["g1"]
     for name, args in sequence:
         if args and isinstance(name, Atom) and name.name.endswith("global_program") and args[0] not in ids:
@@ -96,7 +110,9 @@ def _program_ids(sequence: list[tuple[Any, list]]) -> list:
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sequence=call_sequences)
-def test_any_call_sequence_gets_answers_and_errors_change_nothing(backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]]) -> None:
+def test_any_call_sequence_gets_answers_and_errors_change_nothing(
+    backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]]
+) -> None:
     directory = tmp_path_factory.mktemp("fuzz")
     storage = open_backend(backend, directory)
     sidecar = Sidecar(SidecarOptions(), clock_factory=lambda *_start: FakeClock(-1000), storage=storage)

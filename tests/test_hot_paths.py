@@ -144,9 +144,7 @@ function_bytes = st.one_of(
     st.sampled_from(
         ["ping", "get_variable", "has_variable?", "session_exists?", "get_variable_value", "update_variable"]
         + ["nil", "true", "false", "x" * 256]
-    ).flatmap(
-        lambda name: call_atom_tags.map(lambda tag: _atom_bytes(name, tag))
-    ),
+    ).flatmap(lambda name: call_atom_tags.map(lambda tag: _atom_bytes(name, tag))),
     terms.map(lambda t: codec.encode(t)[1:]),
 )
 args_bytes = st.one_of(
@@ -278,7 +276,13 @@ def test_utc_iso8601_follows_the_wall_clock() -> None:
 # -- numeric range ------------------------------------------------------------------------
 
 bounds = st.one_of(
-    st.none(), st.just(False), st.just(True), st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.just("3"), atoms
+    st.none(),
+    st.just(False),
+    st.just(True),
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.just("3"),
+    atoms,
 )
 
 
@@ -426,7 +430,12 @@ def test_flat_argument_lists_decode_as_the_general_decoder(data: bytes) -> None:
 
 
 @SETTINGS
-@given(call_ids.filter(lambda n: n < 2**31), arg_lists(), st.sampled_from(["get_variable", "update_variable", "ping"]), call_atom_tags)
+@given(
+    call_ids.filter(lambda n: n < 2**31),
+    arg_lists(),
+    st.sampled_from(["get_variable", "update_variable", "ping"]),
+    call_atom_tags,
+)
 def test_decode_call_with_flat_arguments_is_decode(call_id: int, args: bytes, function: str, tag: int) -> None:
     body = _call_body(codec.encode(call_id)[1:], _atom_bytes(function, tag), args, tag)
     fast = codec.decode_call(body)
@@ -499,8 +508,16 @@ def _update_body(draw: Any, call_id: int, leading: list, value: Any, tag: int) -
 
 
 @SETTINGS
-@given(st.lists(scalar_args, min_size=1, max_size=3), st.lists(update_values, min_size=1, max_size=4), st.booleans(), call_atom_tags, st.data())
-def test_update_calls_from_the_prefix_memo_are_decode(leading: list, values: list, cold: bool, tag: int, data: st.DataObject) -> None:
+@given(
+    st.lists(scalar_args, min_size=1, max_size=3),
+    st.lists(update_values, min_size=1, max_size=4),
+    st.booleans(),
+    call_atom_tags,
+    st.data(),
+)
+def test_update_calls_from_the_prefix_memo_are_decode(
+    leading: list, values: list, cold: bool, tag: int, data: st.DataObject
+) -> None:
     """The same leading arguments with one value after another (the memo's case), any atom
     encoding, values of every scalar kind: each call decodes as `decode` does."""
     if cold:
@@ -583,7 +600,11 @@ def test_a_non_finite_value_after_memoised_arguments_is_refused_as_decode_refuse
 def test_the_prefix_memo_is_emptied_when_full() -> None:
     codec._decoded_prefixes.clear()
     for n in range(codec._MEMO_ENTRIES + 10):
-        assert codec.decode_call(codec.encode((A("call"), n, A("update_variable"), [f"s{n}", A("v0"), 0.5])))[2] == [f"s{n}", A("v0"), 0.5]
+        assert codec.decode_call(codec.encode((A("call"), n, A("update_variable"), [f"s{n}", A("v0"), 0.5])))[2] == [
+            f"s{n}",
+            A("v0"),
+            0.5,
+        ]
     assert 0 < len(codec._decoded_prefixes) <= codec._MEMO_ENTRIES
 
 
@@ -681,7 +702,11 @@ def test_handle_input_chunks_of_calls_answer_as_the_event_loop(requests: list, t
         sidecar = kind(SidecarOptions(), LogFrameHandler(logging.WARNING), clock_factory=lambda *_start: FakeClock(100))
         sidecar.handle_input(codec.encode_frame((A("hello"), 1, {A("telemetry"): telemetry})))
         sidecar.handle_input(codec.encode_frame((A("call"), 1, A("create_session"), ["s"])))
-        sidecar.handle_input(codec.encode_frame((A("call"), 2, A("register_variable"), ["s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10}}])))
+        sidecar.handle_input(
+            codec.encode_frame(
+                (A("call"), 2, A("register_variable"), ["s", A("v"), A("float"), 1.5, {A("constraints"): {A("max"): 10}}])
+            )
+        )
         sidecar.handle_input(codec.encode_frame((A("call"), 3, A("register_variable"), ["s", "n", A("integer"), 3])))
         return sidecar
 
@@ -756,8 +781,13 @@ def test_runners_call_the_stores_current_method_and_pass_defaults() -> None:
     store.get_variable = lambda *args: 1 / 0  # type: ignore[method-assign]
     result, events = calls.dispatch(store, A("get_variable"), ["s", A("v")])
     assert result == (A("error"), (A("internal_error"), "ZeroDivisionError: division by zero")) and events == []
-    assert calls.dispatch(store, A("get_variable"), ["s", 1]) == ((A("error"), (A("bad_argument"), A("get_variable"), 2, "atom or binary")), [])
-    result, _ = _in_unit(store, calls.dispatch, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]])
+    assert calls.dispatch(store, A("get_variable"), ["s", 1]) == (
+        (A("error"), (A("bad_argument"), A("get_variable"), 2, "atom or binary")),
+        [],
+    )
+    result, _ = _in_unit(
+        store, calls.dispatch, A("update_variables"), ["s", {A("v"): 4.0}, [(A("atomic"), True), (A("atomic"), False)]]
+    )
     assert result[0] is A("ok")
 
 
@@ -856,7 +886,10 @@ def _plain(store: SessionStore, ident: Any, value: Any) -> Any:
 @given(
     st.lists(
         st.tuples(
-            st.one_of(st.integers(0, len(_VARIABLE_KINDS) - 1).map(lambda n: A(f"v{n}")), st.sampled_from(["v0", "v2", "nope", A("nope"), "var_v0_1", 5])),
+            st.one_of(
+                st.integers(0, len(_VARIABLE_KINDS) - 1).map(lambda n: A(f"v{n}")),
+                st.sampled_from(["v0", "v2", "nope", A("nope"), "var_v0_1", 5]),
+            ),
             update_values_for_store,
             st.sampled_from([None, {}, {"source": A("python")}, {"note": 1}]),
         ),
@@ -867,7 +900,9 @@ def _plain(store: SessionStore, ident: Any, value: Any) -> Any:
     st.frozensets(st.integers(0, len(_VARIABLE_KINDS) - 1), max_size=2),
     st.frozensets(st.integers(0, len(_VARIABLE_KINDS) - 1), max_size=2),
 )
-def test_plain_update_answers_as_the_general_update(updates: list, telemetry: bool, optimizing: frozenset, string_typed: frozenset) -> None:
+def test_plain_update_answers_as_the_general_update(
+    updates: list, telemetry: bool, optimizing: frozenset, string_typed: frozenset
+) -> None:
     """Same results, events and stored session (every variable, version, metadata and stat)
     with the inlined path as with the general one alone, update after update."""
     fast = _plain_update_store(telemetry, optimizing, string_typed)
@@ -886,11 +921,16 @@ def test_plain_update_takes_the_common_update_and_leaves_the_rest() -> None:
     storage = store.storage
     session = storage.get_session("s")
     updates, revision = session.total_variable_updates, session.revision
-    assert _plain(store, A("v0"), 2.5) == (A("ok"), [(
-        [A("snakepit"), A("session_store"), A("variable"), A("updated")],
-        {A("count"): 1, A("version"): 1},
-        {A("session_id"): "s", A("type"): A("float")},
-    )])
+    assert _plain(store, A("v0"), 2.5) == (
+        A("ok"),
+        [
+            (
+                [A("snakepit"), A("session_store"), A("variable"), A("updated")],
+                {A("count"): 1, A("version"): 1},
+                {A("session_id"): "s", A("type"): A("float")},
+            )
+        ],
+    )
     variable = storage.find_variable("s", "v0")
     assert variable.value == 2.5 and variable.metadata["source"] == "elixir" and "updated_at" in variable.metadata
     assert store.call("update_variable", "s", A("v0"), 3.5, {"source": A("python"), "note": 1})[0] is A("ok")

@@ -57,7 +57,13 @@ def decode_frames(data: bytes) -> list:
 # a stream of frames with the events each must give
 
 args_strategy = st.lists(
-    st.one_of(st.integers(-(2**70), 2**70), st.text(max_size=20), st.booleans(), st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    st.one_of(
+        st.integers(-(2**70), 2**70),
+        st.text(max_size=20),
+        st.booleans(),
+        st.none(),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
     max_size=4,
 )
 

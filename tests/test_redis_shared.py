@@ -313,7 +313,9 @@ def test_calls_spread_over_two_stores_answer_as_one_memory_store(sequence: list)
     try:
         for sidecar in (twins.memory, twins.redis[0].sidecar):
             twins.answers(sidecar, A("create_session"), ["s1", {}])
-            twins.answers(sidecar, A("register_variable"), ["s1", A("temp"), A("float"), 0.5, {A("constraints"): {A("max"): 1.0}}])
+            twins.answers(
+                sidecar, A("register_variable"), ["s1", A("temp"), A("float"), 0.5, {A("constraints"): {A("max"): 1.0}}]
+            )
         for (name, args), which in sequence:
             if not isinstance(name, A) or name is A("get_stats"):  # memory_usage_bytes is per process
                 continue

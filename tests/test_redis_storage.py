@@ -241,7 +241,12 @@ def test_redis_stopped_gives_clear_errors_and_the_sidecar_reconnects_when_it_is_
         assert sidecar.call("create_session", "s")[0] is OK
         assert sidecar.call("register_variable", "s", A("t"), A("float"), 0.5) == (OK, "var_t_1")
         server.stop()
-        for call in (("update_variable", "s", A("t"), 0.75), ("get_variable", "s", A("t")), ("list_sessions",), ("create_session", "x")):
+        for call in (
+            ("update_variable", "s", A("t"), 0.75),
+            ("get_variable", "s", A("t")),
+            ("list_sessions",),
+            ("create_session", "x"),
+        ):
             reply = sidecar.call(*call)
             assert reply[0] is ERROR and reply[1][0] is A("storage_error"), (call, reply)
             assert "unreachable" in reply[1][1] or "did not answer" in reply[1][1], reply

@@ -74,11 +74,7 @@ def first_index(path: Path, predicate: Callable[[Any], bool]) -> int:
 
 def is_call(function: str, *leading_args: Any) -> Callable[[Any], bool]:
     def check(term: Any) -> bool:
-        return (
-            term[0] is A_CALL
-            and term[2] is Atom(function)
-            and list(term[3][: len(leading_args)]) == list(leading_args)
-        )
+        return term[0] is A_CALL and term[2] is Atom(function) and list(term[3][: len(leading_args)]) == list(leading_args)
 
     return check
 
@@ -138,7 +134,7 @@ def test_an_altered_value_fails_with_a_diff_naming_it(tmp_path: Path, capsys):
     status, out = run_replay(capsys, target)
     assert status == 1
     assert f"frame {reply_index}, reply to request" in out
-    assert "request:\n    {:call, 6, :get_variable, [\"vars\", \"var_temperature_1\"]}" in out
+    assert 'request:\n    {:call, 6, :get_variable, ["vars", "var_temperature_1"]}' in out
     assert "value: <here>" in out
     assert "expected 0.75, got 0.7" in out
 
@@ -149,7 +145,9 @@ def test_an_altered_error_message_fails_with_a_diff_naming_it(tmp_path: Path, ca
     rewrite_recording(source, target, lambda i, d, t: replace_terms(t, "must be a boolean (true or false)", "must be a bool"))
     status, out = run_replay(capsys, target)
     assert status == 1
-    assert 'at {:reply, ' in out and "{:error, <here>}}: expected \"must be a bool\", got \"must be a boolean (true or false)\"" in out
+    assert (
+        "at {:reply, " in out and '{:error, <here>}}: expected "must be a bool", got "must be a boolean (true or false)"' in out
+    )
 
 
 def test_an_integer_recorded_as_a_float_is_a_mismatch(tmp_path: Path, capsys):

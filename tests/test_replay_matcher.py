@@ -178,7 +178,10 @@ def test_updated_at_stamps_match_by_shape():
     assert matcher.match(stamp(recorded), stamp("2027-13-02T00:00:59.000001Z")) is not None
     assert matcher.match(stamp(recorded), stamp(A("now"))) is not None
     # an atom key :updated_at is not the metadata stamp
-    assert matcher.match(reply(1, {A("updated_at"): recorded}), reply(1, {A("updated_at"): "2027-01-02T00:00:59.000001Z"})) is not None
+    assert (
+        matcher.match(reply(1, {A("updated_at"): recorded}), reply(1, {A("updated_at"): "2027-01-02T00:00:59.000001Z"}))
+        is not None
+    )
 
 
 def test_memory_figures_and_welcome_details_match_by_rule():

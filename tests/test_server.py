@@ -205,8 +205,12 @@ def test_hello_can_turn_telemetry_off():
 
 
 def test_hello_options_override_the_command_line():
-    hello = {Atom("default_ttl"): 77, Atom("monotonic_time"): -576_460_000,
-             Atom("session_struct"): Atom("Elixir.My.Session"), Atom("unknown_key"): "ignored"}
+    hello = {
+        Atom("default_ttl"): 77,
+        Atom("monotonic_time"): -576_460_000,
+        Atom("session_struct"): Atom("Elixir.My.Session"),
+        Atom("unknown_key"): "ignored",
+    }
     client = SubprocessClient("--default-ttl", "50", hello_options=hello)
     try:
         ok, session = client.call("create_session", "s")
@@ -277,7 +281,12 @@ def test_stdout_holds_frames_only():
         assert offset + 4 + size <= len(stream)
         term = codec.decode(stream[offset + 4 : offset + 4 + size])
         assert isinstance(term, tuple) and term[0] in {
-            Atom("welcome"), Atom("reply"), Atom("telemetry"), Atom("log"), Atom("protocol_error")}
+            Atom("welcome"),
+            Atom("reply"),
+            Atom("telemetry"),
+            Atom("log"),
+            Atom("protocol_error"),
+        }
         offset += 4 + size
         count += 1
     assert count >= 4
@@ -293,8 +302,9 @@ def test_stray_writes_to_stdout_go_to_stderr():
         "os.write(1, b'stray write\\n')\n"
         "os.write(fd, b'FRAMES')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=str(REPO_ROOT), env=sidecar_env(),
-                            capture_output=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=str(REPO_ROOT), env=sidecar_env(), capture_output=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"FRAMES"
     assert b"stray print" in result.stderr and b"stray write" in result.stderr

@@ -36,12 +36,8 @@ exit 2
 
 def run_setup(tmp_path: Path, python: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
     log = tmp_path / "setup.log"
-    env = dict(
-        os.environ, SNAKEPIT_SIDECAR_PYTHON=python, SNAKEPIT_SETUP_LOG=str(log), MIX_ENV="test"
-    )
-    result = subprocess.run(
-        [str(SETUP), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    env = dict(os.environ, SNAKEPIT_SIDECAR_PYTHON=python, SNAKEPIT_SETUP_LOG=str(log), MIX_ENV="test")
+    result = subprocess.run([str(SETUP), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     return result, log.read_text()
 
 

@@ -52,7 +52,10 @@ class Served:
 
 def _fill(served: Served) -> None:
     big = 2**200
-    assert served.call("create_session", "s", [(A("metadata"), {A("k"): (1, PID, big)}), (A("programs"), {"p0": [1.0, "x"]})])[0] is OK
+    assert (
+        served.call("create_session", "s", [(A("metadata"), {A("k"): (1, PID, big)}), (A("programs"), {"p0": [1.0, "x"]})])[0]
+        is OK
+    )
     served.call("register_variable", "s", A("t"), A("float"), 0.5, [(A("constraints"), {A("min"): 0.0})])
     served.call("register_variable", "s", "n", A("integer"), big, [(A("metadata"), {"tuple": (A("a"), b"\xff")})])
     served.call("register_variable", "s", A("e"), A("embedding"), [1, 2.5], [])
@@ -162,7 +165,9 @@ def test_a_path_that_does_not_open_is_a_clear_error(tmp_path: Path, make: str) -
         SqliteStorage(str(path))
 
 
-def test_a_failed_flush_turns_the_chunks_replies_into_errors_and_keeps_the_file_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_flush_turns_the_chunks_replies_into_errors_and_keeps_the_file_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = Served(tmp_path / "store.db")
     served.call("create_session", "s", {})
     served.call("register_variable", "s", A("t"), A("float"), 0.5)
@@ -189,7 +194,9 @@ def test_a_failed_flush_turns_the_chunks_replies_into_errors_and_keeps_the_file_
 def test_flush_reports_a_failure_as_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = SqliteStorage(str(tmp_path / "store.db"))
     storage.begin().count("cleanup_runs")
-    monkeypatch.setattr(SqliteStorage, "_write_marked", lambda self, db: (_ for _ in ()).throw(sqlite3.DatabaseError("I/O error")))
+    monkeypatch.setattr(
+        SqliteStorage, "_write_marked", lambda self, db: (_ for _ in ()).throw(sqlite3.DatabaseError("I/O error"))
+    )
     with pytest.raises(StorageError, match="I/O error"):
         storage.flush()
     monkeypatch.undo()

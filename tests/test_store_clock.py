@@ -95,7 +95,11 @@ def test_with_the_beams_offset_the_clock_does_not_lag_by_the_sidecars_start_up()
     offset_ms = 1_796_000_000_000
     hello_mono_ms = 10_000
     wall_at_start = (hello_mono_ms + offset_ms + 400) / 1000
-    clock = Clock(beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start)
+    clock = Clock(
+        beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start
+    )
     assert clock.to_beam(clock.now()) == 10  # the BEAM's second now (10.4 s), not the hello's (10.0)
-    late = Clock(beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start + 0.7)
+    late = Clock(
+        beam_monotonic_ms=hello_mono_ms, beam_time_offset_ms=offset_ms, monotonic=lambda: 0.0, wall=lambda: wall_at_start + 0.7
+    )
     assert late.to_beam(late.now()) == 11

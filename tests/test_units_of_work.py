@@ -77,12 +77,18 @@ def _break_after_writes(monkeypatch: pytest.MonkeyPatch, store: SessionStore) ->
         ("update_variables", "s", {A("t"): 0.25}, [(A("atomic"), True)]),
         ("delete_variable", "s", A("t")),
         ("store_program", "s", "p", {A("x"): 1}),
-        ("import_variables", "s", [{A("id"): "var_i_9", A("name"): "i", A("type"): A("float"), A("value"): 1.0, A("created_at"): 5}]),
+        (
+            "import_variables",
+            "s",
+            [{A("id"): "var_i_9", A("name"): "i", A("type"): A("float"), A("value"): 1.0, A("created_at"): 5}],
+        ),
         ("start_optimization", "s", A("t"), "o", None),
         ("store_worker_session", "s", "w2"),
     ],
 )
-def test_a_call_that_fails_after_writing_leaves_storage_as_it_was(served: Served, monkeypatch: pytest.MonkeyPatch, call: tuple) -> None:
+def test_a_call_that_fails_after_writing_leaves_storage_as_it_was(
+    served: Served, monkeypatch: pytest.MonkeyPatch, call: tuple
+) -> None:
     before = snapshot(served.storage, ["g"])
     _break_after_writes(monkeypatch, served.store)
     result = served.call(*call)

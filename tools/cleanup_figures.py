@@ -85,7 +85,10 @@ def waiting(sessions: int, storage: str) -> None:
         fill_waits = []
         for first in range(0, sessions, CHUNK):
             sent = time.perf_counter()
-            ids = [client.send_call("create_session", f"w_{i}", [(A("ttl"), 3600)]) for i in range(first, min(sessions, first + CHUNK))]
+            ids = [
+                client.send_call("create_session", f"w_{i}", [(A("ttl"), 3600)])
+                for i in range(first, min(sessions, first + CHUNK))
+            ]
             for call_id in ids:
                 client.wait_reply(call_id)
             fill_waits.append(time.perf_counter() - sent)

@@ -161,9 +161,7 @@ def _strictly_equal(a: Any, b: Any) -> bool:
     if type(a) is StrictKey:
         return _strictly_equal(a.value, b.value)
     if type(a) is ImproperList:
-        return len(a.items) == len(b.items) and all(
-            _strictly_equal(x, y) for x, y in zip(a.items + [a.tail], b.items + [b.tail])
-        )
+        return len(a.items) == len(b.items) and all(_strictly_equal(x, y) for x, y in zip(a.items + [a.tail], b.items + [b.tail]))
     return a == b
 
 

@@ -43,9 +43,7 @@ from sidecar.terms import Atom, BitString, Encoded, ImproperList, ListKey, MapKe
 # ---------------------------------------------------------------------------------------------
 
 
-def decode_via_erlang_py(
-    data: bytes | bytearray | memoryview, *, max_uncompressed_size: int = MAX_UNCOMPRESSED_SIZE
-) -> Any:
+def decode_via_erlang_py(data: bytes | bytearray | memoryview, *, max_uncompressed_size: int = MAX_UNCOMPRESSED_SIZE) -> Any:
     """decode() done by erlang.binary_to_term plus the mapping layer. Slow; for tests."""
     data = bytes(data)
     if len(data) >= 2 and data[0] == VERSION and data[1] == COMPRESSED:
@@ -160,12 +158,7 @@ def _to_erlang_py(term: Any) -> Any:
     if isinstance(term, StrictKey):
         return _to_erlang_py(term.value)
     if isinstance(term, (list, ListKey)):
-        if (
-            term
-            and len(term) <= 65535
-            and set(map(type, term)) == _INT_ONLY
-            and all(0 <= item <= 255 for item in term)
-        ):
+        if term and len(term) <= 65535 and set(map(type, term)) == _INT_ONLY and all(0 <= item <= 255 for item in term):
             return bytes(term)  # erlang-py writes bytes as STRING_EXT, as the BEAM does
         return [_to_erlang_py(item) for item in term]
     if isinstance(term, MapKey):
@@ -194,7 +187,4 @@ def _to_erlang_py(term: Any) -> Any:
 
 def _to_erlang_py_map(pairs: Any) -> dict:
     # Keys are written pre-encoded so that keys Python merges (1, 1.0, true) stay apart.
-    return {
-        _raw_etf(erlang.term_to_binary(_to_erlang_py(key))[1:]): _to_erlang_py(value)
-        for key, value in pairs
-    }
+    return {_raw_etf(erlang.term_to_binary(_to_erlang_py(key))[1:]): _to_erlang_py(value) for key, value in pairs}

@@ -37,7 +37,16 @@ from typing import Any, Union
 from sidecar.elixir.numbers import inspect_float, integer_text
 from sidecar.terms import Atom, BitString, ImproperList, ListKey, MapKey, Opaque, StrictKey
 
-__all__ = ["inspect", "inspect_prefix", "describe", "describe_exception", "exception_message", "inspect_atom", "inspect_key", "term_order_key"]
+__all__ = [
+    "inspect",
+    "inspect_prefix",
+    "describe",
+    "describe_exception",
+    "exception_message",
+    "inspect_atom",
+    "inspect_key",
+    "term_order_key",
+]
 
 # Operators Elixir 1.14 prints as atoms without quotes (`:+`, `:|>`), found by asking Elixir.
 _UNQUOTED_OPERATORS = frozenset(

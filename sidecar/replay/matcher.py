@@ -196,7 +196,9 @@ class Matcher:
         found = self._match_sequence(expected.items, actual.items, steps, where, "index")
         if found is not None:
             return found
-        return self._match(expected.tail, actual.tail, [*steps, Step("tail", expected, None)], Where(where.frame_kind, (*where.keys, None)))
+        return self._match(
+            expected.tail, actual.tail, [*steps, Step("tail", expected, None)], Where(where.frame_kind, (*where.keys, None))
+        )
 
     def _match_map(self, expected: dict, actual: dict, steps, where) -> Optional[Mismatch]:
         pairs = self._pair_keys(expected, actual)

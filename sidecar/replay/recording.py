@@ -52,7 +52,7 @@ def _parse_header(data: bytes) -> int:
         raise RecordingError(f"not a recording: the file does not start with {HEADER!r}")
     version_text = data[len(MAGIC) + 1 : newline]
     if not version_text.isdigit():
-        raise RecordingError(f"bad header line {data[:newline + 1]!r}")
+        raise RecordingError(f"bad header line {data[: newline + 1]!r}")
     version = int(version_text)
     if version != FORMAT_VERSION:
         raise RecordingError(f"recording format version {version} is not supported (this tool reads {FORMAT_VERSION})")
@@ -67,7 +67,9 @@ def parse_recording(data: bytes) -> list[RecordedFrame]:
         entry_offset = position
         direction = data[position : position + 1].decode("latin-1")
         if direction not in DIRECTIONS:
-            raise RecordingError(f"byte {entry_offset}: unknown direction byte {data[position:position + 1]!r} (expected b'>' or b'<')")
+            raise RecordingError(
+                f"byte {entry_offset}: unknown direction byte {data[position : position + 1]!r} (expected b'>' or b'<')"
+            )
         if position + 1 + _LENGTH.size > len(data):
             raise RecordingError(f"byte {entry_offset}: truncated entry (its length is cut off)")
         (length,) = _LENGTH.unpack_from(data, position + 1)

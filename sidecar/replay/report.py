@@ -1,13 +1,13 @@
 """Human-readable replay results: a one-line pass, or the first mismatch printed as Elixir terms.
 
-    FAIL tests/recordings/variables.rec: frame 57, the reply to request 12, does not match
-      request:
-        {:call, 12, :get_variable, ["s1", "var_temp_3"]}
-      expected:
-        {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{...}}}
-      actual:
-        {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{...}}}
-      at {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{... value: <here>}}}: expected 0.7, got 0.8
+FAIL tests/recordings/variables.rec: frame 57, the reply to request 12, does not match
+  request:
+    {:call, 12, :get_variable, ["s1", "var_temp_3"]}
+  expected:
+    {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{...}}}
+  actual:
+    {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{...}}}
+  at {:reply, 12, {:ok, %Snakepit.Bridge.Variables.Variable{... value: <here>}}}: expected 0.7, got 0.8
 """
 
 from __future__ import annotations

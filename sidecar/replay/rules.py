@@ -184,16 +184,13 @@ class GeneratedIdRule:
         if bound is not None:
             if actual == bound and isinstance(actual, str):
                 return None
-            return (
-                f"expected {inspect(expected)}, which an earlier frame bound to {inspect(bound)}, "
-                f"got {inspect(actual)}"
-            )
+            return f"expected {inspect(expected)}, which an earlier frame bound to {inspect(bound)}, got {inspect(actual)}"
         expected_parts = generated_id_parts(expected)
         assert expected_parts is not None  # applies() said so
         name = expected_parts[0]
         actual_parts = generated_id_parts(actual)
         if actual_parts is None or actual_parts[0] != name:
-            return f"expected a generated id of the shape \"var_{name}_<N>\" (recorded {inspect(expected)}), got {inspect(actual)}"
+            return f'expected a generated id of the shape "var_{name}_<N>" (recorded {inspect(expected)}), got {inspect(actual)}'
         return context.bindings.bind(expected, actual)
 
 
@@ -238,7 +235,12 @@ class UpdatedAtStampRule:
     name = "updated_at stamp"
 
     def applies(self, where: Where, expected: Any) -> bool:
-        return where.key == "updated_at" and isinstance(where.key, str) and isinstance(expected, str) and bool(ISO_UTC.match(expected))
+        return (
+            where.key == "updated_at"
+            and isinstance(where.key, str)
+            and isinstance(expected, str)
+            and bool(ISO_UTC.match(expected))
+        )
 
     def check(self, expected: Any, actual: Any, context: RuleContext) -> Optional[str]:
         if isinstance(actual, str) and _stamp_shape(expected).match(actual) and _parses_as_utc(actual):

@@ -90,7 +90,9 @@ def load_entries(path: str | Path) -> list[Entry]:
             term = codec.decode(frame.body)
         except codec.DecodeError as error:
             if not frame.to_sidecar:
-                raise RecordingError(f"byte {frame.offset}: recorded sidecar frame {frame.index} is not a valid term ({error})") from None
+                raise RecordingError(
+                    f"byte {frame.offset}: recorded sidecar frame {frame.index} is not a valid term ({error})"
+                ) from None
             term = None
         entries.append(Entry(frame, term))
     return entries
@@ -295,7 +297,9 @@ class _Replay:
         try:
             term = codec.decode(body)
         except codec.DecodeError as error:
-            raise _Mismatched(ReplayFailure("frame from the sidecar", actual=body, note=f"the sidecar sent bytes that are not a term ({error})")) from None
+            raise _Mismatched(
+                ReplayFailure("frame from the sidecar", actual=body, note=f"the sidecar sent bytes that are not a term ({error})")
+            ) from None
         kind = term[0] if isinstance(term, tuple) and term else None
         if kind is A_REPLY and len(term) >= 2 and is_integer(term[1]) and term[1] not in self.replies:
             self.replies[term[1]] = term
@@ -315,7 +319,12 @@ class _Replay:
             request = self.sent.get(request_id, ABSENT)
             what = f"reply to request {request_id}"
             if request_id not in self.replies and request_id not in self.awaiting_actual:
-                self._fail(entry, what, request, note=f"the recording has a reply to request {request_id}, which was not sent or was answered already")
+                self._fail(
+                    entry,
+                    what,
+                    request,
+                    note=f"the recording has a reply to request {request_id}, which was not sent or was answered already",
+                )
             deadline = time.monotonic() + self.timeout
             while request_id not in self.replies and self._receive_one(deadline):
                 pass
@@ -335,9 +344,7 @@ class _Replay:
             self._fail(entry, what, request, actual=actual, mismatch=mismatch)
 
     def _fail(self, entry: Entry, what: str, request: Any, actual: Any = ABSENT, mismatch=None, note=None) -> None:
-        raise _Mismatched(
-            ReplayFailure(what, entry.frame.index, request, entry.term, actual, mismatch, note)
-        )
+        raise _Mismatched(ReplayFailure(what, entry.frame.index, request, entry.term, actual, mismatch, note))
 
     def _missing_note(self) -> str:
         if self.ended:
@@ -358,10 +365,20 @@ class _Replay:
             pass
         extras = [*self.stream, *self.replies.values()]
         if extras and not self.recorded_in_flight:
-            raise _Mismatched(ReplayFailure("frame after the end of the recording", actual=extras[0], note="the sidecar sent a frame the recording does not have"))
+            raise _Mismatched(
+                ReplayFailure(
+                    "frame after the end of the recording",
+                    actual=extras[0],
+                    note="the sidecar sent a frame the recording does not have",
+                )
+            )
         status = self.process.finish(self.timeout)
         if status != 0:
-            note = "the sidecar did not exit after its input closed" if status is None else f"the sidecar exited with status {status} when its input closed"
+            note = (
+                "the sidecar did not exit after its input closed"
+                if status is None
+                else f"the sidecar exited with status {status} when its input closed"
+            )
             raise _Mismatched(ReplayFailure("end of the replay", note=note))
 
 

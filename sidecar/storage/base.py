@@ -517,4 +517,3 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Flush and release the backend (files, connections, locks)."""
-

@@ -69,7 +69,9 @@ def bytes_variable(data: bytes) -> VariableRecord:
     (id_, name, type_, constraints, created_at, status, access_rules), (value, metadata, version, updated, stamp) = decode(
         _VERSION + data
     )
-    variable = VariableRecord(id_, name, type_, value, constraints, metadata, version, created_at, updated, status, access_rules, stamp)
+    variable = VariableRecord(
+        id_, name, type_, value, constraints, metadata, version, created_at, updated, status, access_rules, stamp
+    )
     if variable.constraints == EMPTY_MAP and type(variable.constraints) is dict:
         variable.constraints = EMPTY_MAP
     if variable.metadata == EMPTY_MAP and type(variable.metadata) is dict:

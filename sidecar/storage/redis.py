@@ -140,7 +140,9 @@ class RedisStorage:
         follow_changes: bool = True,
     ) -> None:
         if redis_client is None:
-            raise StorageOpenError("the redis storage needs the Python packages redis and hiredis: pip install 'snakepit-sidecar[redis]'")
+            raise StorageOpenError(
+                "the redis storage needs the Python packages redis and hiredis: pip install 'snakepit-sidecar[redis]'"
+            )
         try:
             self.layout = Layout(prefix)
         except ValueError as error:
@@ -330,7 +332,9 @@ class RedisStorage:
 
     # the change feed -----------------------------------------------------------------------
 
-    def change_message(self, sessions: Collection, variables: dict, global_programs: list, touched: Any = ()) -> tuple[bytes, bytes]:
+    def change_message(
+        self, sessions: Collection, variables: dict, global_programs: list, touched: Any = ()
+    ) -> tuple[bytes, bytes]:
         """The channel and message announcing one commit (`Change`, encoded). A session in
         `touched` (only its `last_accessed` moved) is listed as `(id, :touched)` instead of
         `(id, variable ids)`; readers that only look at the ids take it as any change."""

@@ -177,7 +177,9 @@ class RedisUnit:
                 ops_args += op
         return self._assemble(sessions, order, checks_args, ops_args, b"", b"")
 
-    def _assemble(self, sessions: dict, order: list, checks_args: list, ops_args: list, channel: bytes, message: bytes) -> tuple[list, list]:
+    def _assemble(
+        self, sessions: dict, order: list, checks_args: list, ops_args: list, channel: bytes, message: bytes
+    ) -> tuple[list, list]:
         layout = self.storage.layout
         keys = list(layout.store_keys)
         keys.append(self.storage.node_key)

@@ -100,9 +100,13 @@ _UPDATE_SESSION_COUNTERS = (
 _UPSERT_VARIABLE = (
     "INSERT INTO variables VALUES (?,?,?,?) ON CONFLICT(session, id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
 )
-_UPSERT_INDEX = "INSERT INTO variable_index VALUES (?,?,?) ON CONFLICT(session, key) DO UPDATE SET variable_id=excluded.variable_id"
+_UPSERT_INDEX = (
+    "INSERT INTO variable_index VALUES (?,?,?) ON CONFLICT(session, key) DO UPDATE SET variable_id=excluded.variable_id"
+)
 _UPSERT_PROGRAM = "INSERT INTO programs VALUES (?,?,?,?) ON CONFLICT(session, key) DO UPDATE SET data=excluded.data"
-_UPSERT_GLOBAL = "INSERT INTO global_programs VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET stored_at=excluded.stored_at, data=excluded.data"
+_UPSERT_GLOBAL = (
+    "INSERT INTO global_programs VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET stored_at=excluded.stored_at, data=excluded.data"
+)
 _UPSERT_META = "INSERT INTO meta VALUES (?,?) ON CONFLICT(name) DO UPDATE SET value=excluded.value"
 
 # what a mark names (the first item of a mark tuple)
@@ -245,7 +249,9 @@ class SqliteStorage(MemoryStorage):
         except sqlite3.OperationalError as error:
             db.close()
             if "locked" in str(error):
-                raise StorageOpenError(f"{self.path} is in use by another sidecar (sharing a store is the Redis backend's job)") from None
+                raise StorageOpenError(
+                    f"{self.path} is in use by another sidecar (sharing a store is the Redis backend's job)"
+                ) from None
             raise StorageOpenError(f"cannot open {self.path}: {error}") from None
         except sqlite3.DatabaseError as error:
             db.close()
@@ -285,7 +291,10 @@ class SqliteStorage(MemoryStorage):
         for variable_id, seq, data in db.execute("SELECT id, seq, data FROM variables WHERE session=? ORDER BY seq", (raw,)):
             variables[variable_id] = bytes_variable(data)
             variable_seqs[variable_id] = seq
-        index = {bytes_term(key): variable_id for key, variable_id in db.execute("SELECT key, variable_id FROM variable_index WHERE session=?", (raw,))}
+        index = {
+            bytes_term(key): variable_id
+            for key, variable_id in db.execute("SELECT key, variable_id FROM variable_index WHERE session=?", (raw,))
+        }
         programs: dict[bytes, tuple[Any, Any]] = {}
         program_seqs = self._program_seqs.setdefault(session_id, {})
         for key, seq, data in db.execute("SELECT key, seq, data FROM programs WHERE session=? ORDER BY seq", (raw,)):
@@ -341,7 +350,9 @@ class SqliteStorage(MemoryStorage):
         super().touch_session(session_id, now)
         self._marks[(_COUNTERS, session_id)] = None
 
-    def session_changed(self, session_id: SessionId, now: int, variables: int = 0, programs: int = 0, updates: int = 0, worker: Any = ...) -> None:
+    def session_changed(
+        self, session_id: SessionId, now: int, variables: int = 0, programs: int = 0, updates: int = 0, worker: Any = ...
+    ) -> None:
         if worker is ...:
             super().session_changed(session_id, now, variables, programs, updates)
             self._marks[(_COUNTERS, session_id)] = None
@@ -474,7 +485,15 @@ class SqliteStorage(MemoryStorage):
             self._write_session(db, session_id)
         sessions = self.sessions
         headers, counters, variables, gone_variables, index, gone_index, programs, globals_, gone_globals = (
-            [], [], [], [], [], [], [], [], []
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
         )
         for mark in self._marks:
             kind = mark[0]
@@ -496,7 +515,14 @@ class SqliteStorage(MemoryStorage):
             if kind == _COUNTERS:
                 header = data.header
                 counters.append(
-                    (header.last_accessed, header.revision, header.variable_count, header.program_count, header.total_variable_updates, raw_session)
+                    (
+                        header.last_accessed,
+                        header.revision,
+                        header.variable_count,
+                        header.program_count,
+                        header.total_variable_updates,
+                        raw_session,
+                    )
                 )
             elif kind == _HEADER:
                 headers.append(_session_row(data.header, data.seq, self._rest_bytes(data.header)))
@@ -553,14 +579,19 @@ class SqliteStorage(MemoryStorage):
             self._next_variable_seq += 1
         db.executemany(
             _UPSERT_VARIABLE,
-            [(raw, variable.id, variable_seqs[variable.id], self._variable_bytes(variable)) for variable in data.variables.values()],
+            [
+                (raw, variable.id, variable_seqs[variable.id], self._variable_bytes(variable))
+                for variable in data.variables.values()
+            ],
         )
         db.executemany(_UPSERT_INDEX, [(raw, term_bytes(key), variable_id) for key, variable_id in data.index.items()])
         program_seqs = self._program_seqs[session_id] = {}
         for key in data.programs:
             program_seqs[key] = self._next_program_seq
             self._next_program_seq += 1
-        db.executemany(_UPSERT_PROGRAM, [(raw, key, program_seqs[key], self._term_bytes(program)) for key, program in data.programs.items()])
+        db.executemany(
+            _UPSERT_PROGRAM, [(raw, key, program_seqs[key], self._term_bytes(program)) for key, program in data.programs.items()]
+        )
 
     # lifecycle -----------------------------------------------------------------------------
 

@@ -384,8 +384,5 @@ def _make_runner(name: Atom, spec: CallSpec, arity: int) -> Callable[[Any, list]
 
 
 _RUNNERS: dict[tuple[Atom, int], Callable[[Any, list], tuple[Any, Any]]] = {
-    (name, arity): _make_runner(name, spec, arity)
-    for name, spec in CALLS.items()
-    if not spec.test_only
-    for arity in spec.arities
+    (name, arity): _make_runner(name, spec, arity) for name, spec in CALLS.items() if not spec.test_only for arity in spec.arities
 }

@@ -236,7 +236,7 @@ class SessionStore:
         return self.tx.find_variable(session_id, key)
 
     def _new_variable_id(self, session_id: Any, key: str) -> str:
-        """"var_<name>_<n>", n from the backend's counter (which also jumps past imported ids'
+        """ "var_<name>_<n>", n from the backend's counter (which also jumps past imported ids'
         numbers), skipping an id the session already holds (put there by update_session)."""
         tx = self.tx
         while True:
@@ -556,7 +556,9 @@ class SessionStore:
         merged["updated_at"] = self.clock.utc_iso8601()
         return merged
 
-    def _apply_update(self, session_id: Any, variable: VariableRecord, value: Any, metadata: dict, now: int, events: list, type_atom: Atom) -> None:
+    def _apply_update(
+        self, session_id: Any, variable: VariableRecord, value: Any, metadata: dict, now: int, events: list, type_atom: Atom
+    ) -> None:
         updated = variable.with_value(value, now, self._updated_metadata(variable, metadata))
         self.tx.put_variable(session_id, updated, None)
         if self.telemetry:

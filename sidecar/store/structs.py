@@ -120,7 +120,9 @@ VARIABLE_FIELDS = tuple(Atom(name) for name in FIELD_NAMES)
 """The variable struct's field atoms, in the order of the compact tuple (after the module)."""
 
 _struct_values = operator.attrgetter(*FIELD_NAMES)
-_CREATED_AT, _LAST_UPDATED_AT, _STATUS = (FIELD_NAMES.index(name) for name in ("created_at", "last_updated_at", "optimization_status"))
+_CREATED_AT, _LAST_UPDATED_AT, _STATUS = (
+    FIELD_NAMES.index(name) for name in ("created_at", "last_updated_at", "optimization_status")
+)
 
 
 def _presented(variable: VariableRecord, to_beam: TimeMap) -> list:

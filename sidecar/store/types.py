@@ -401,9 +401,7 @@ def _check_numeric_range(value: Any, constraints: dict) -> None:
     else:
         below = _truthy(minimum) and not _at_least(value, minimum)
     if below:
-        raise ConstraintViolation(
-            f"value {format_number(value)} is below minimum {to_string_term(minimum)}"
-        )
+        raise ConstraintViolation(f"value {format_number(value)} is below minimum {to_string_term(minimum)}")
     maximum = constraints.get(_A_MAX)
     kind = type(maximum)
     if kind is float or kind is int:
@@ -411,9 +409,7 @@ def _check_numeric_range(value: Any, constraints: dict) -> None:
     else:
         above = _truthy(maximum) and not _at_most(value, maximum)
     if above:
-        raise ConstraintViolation(
-            f"value {format_number(value)} is above maximum {to_string_term(maximum)}"
-        )
+        raise ConstraintViolation(f"value {format_number(value)} is above maximum {to_string_term(maximum)}")
 
 
 def _list_constraint(constraints: dict, key: str) -> list | None:
@@ -430,14 +426,10 @@ def _check_string(value: str | bytes, constraints: dict) -> None:
     length = grapheme_length(value)
     min_length = _constraint(constraints, "min_length")
     if _truthy(min_length) and not _at_least(length, min_length):
-        raise ConstraintViolation(
-            f"must be at least {to_string_term(min_length)} characters, got {length}"
-        )
+        raise ConstraintViolation(f"must be at least {to_string_term(min_length)} characters, got {length}")
     max_length = _constraint(constraints, "max_length")
     if _truthy(max_length) and not _at_most(length, max_length):
-        raise ConstraintViolation(
-            f"must be at most {to_string_term(max_length)} characters, got {length}"
-        )
+        raise ConstraintViolation(f"must be at most {to_string_term(max_length)} characters, got {length}")
     pattern_term = _constraint(constraints, "pattern")
     if _truthy(pattern_term):
         pattern = pattern_from_term(pattern_term)
@@ -508,9 +500,7 @@ def check_constraints(type_atom: Any, value: Any, constraints: Any) -> None:
     if constraints is None:
         constraints = {}
     if not isinstance(constraints, dict):
-        raise ConstraintViolation(
-            f"invalid constraints: expected a map, got {inspect(constraints)}"
-        )
+        raise ConstraintViolation(f"invalid constraints: expected a map, got {inspect(constraints)}")
     coerced = coerce(type_atom, value)
     _CHECKERS[type_atom.name](coerced, constraints)
 
