@@ -7,9 +7,9 @@ pipes), says `:hello` with compact variables on and telemetry off (as the benchm
 always asks for compact variables, and turns telemetry off when `:telemetry` is not
 loaded), fills sessions of 1/10/100/1000 float variables like `bench/lib/workload.exs`, then for each
 operation times N calls fed one frame per `handle_input` chunk (as sequential callers arrive), and
-separately the three phases of a call: decoding the request frame, `calls.dispatch` (the store's
-work and the result term), encoding the reply frame. Prints one JSON object (microseconds per call)
-on stdout (`--lines`: one "cell phase microseconds" line each, for the Elixir benchmark); with
+separately the three phases of a call: decoding the request frame, `calls.dispatch` in its unit
+of work (the store's work, the result term and its rendering), encoding the reply frame. Prints
+one JSON object (microseconds per call) on stdout (`--lines`: one "cell phase microseconds" line each, for the Elixir benchmark); with
 `--cprofile OP` also prints the top functions of OP to stderr.
 
 Run from the repository root, or with the root on PYTHONPATH.
@@ -28,9 +28,10 @@ import time
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from sidecar import codec  # noqa: E402
-from sidecar.cli import SidecarOptions  # noqa: E402
+from sidecar.options import SidecarOptions  # noqa: E402
 from sidecar.server import Sidecar  # noqa: E402
-from sidecar.store import calls
+from sidecar.store import calls  # noqa: E402
+from sidecar.store.session_store import is_error  # noqa: E402
 from sidecar.terms import Atom  # noqa: E402
 
 A = Atom
@@ -77,9 +78,19 @@ def time_phases(sidecar: Sidecar, op: str, size: int, calls_n: int) -> dict:
     started = time.perf_counter()
     decoded = [codec.decode_call(body) for body in bodies]  # what the sidecar runs for a call
     decode_us = (time.perf_counter() - started) * 1e6 / calls_n
+    store, dispatch, renderers = sidecar.store, calls.dispatch, sidecar.replies.renderers
+
+    def run(function, args):  # what Sidecar.serve_call does around the reply's encoding
+        result = dispatch(store, function, args)[0]
+        renderer = renderers.get(function)
+        return result if renderer is None else renderer(result)
+
     started = time.perf_counter()
-    results = [calls.dispatch(sidecar.store, function, args)[0] for _, function, args in decoded]
+    results = [store.transact(lambda f=function, a=args: run(f, a), is_error) for _, function, args in decoded]
     dispatch_us = (time.perf_counter() - started) * 1e6 / calls_n
+    failed = [result for result in results if is_error(result)]
+    if failed:  # timing an error path would print figures of the wrong thing
+        raise SystemExit(f"{op}/{size}: {len(failed)} of {calls_n} calls failed, e.g. {failed[0]!r}")
     started = time.perf_counter()
     for i, result in enumerate(results):
         sidecar.protocol.reply(i, result)
