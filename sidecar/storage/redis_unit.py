@@ -113,6 +113,24 @@ class _Header(SessionRecord):
         self._revision = value
 
 
+class _Slots:
+    """The sessions one script names, each by its 1-based slot (as ASCII digits) in order of
+    first mention: `slots(session_id)`; `order` lists them by slot."""
+
+    __slots__ = ("slots", "order")
+
+    def __init__(self) -> None:
+        self.slots: dict = {}
+        self.order: list = []
+
+    def __call__(self, session_id: Any) -> bytes:
+        j = self.slots.get(session_id)
+        if j is None:
+            j = self.slots[session_id] = len(self.order) + 1
+            self.order.append(session_id)
+        return str(j).encode()
+
+
 class RedisUnit:
     """The reads and writes of one call (see the module docstring)."""
 
@@ -148,16 +166,18 @@ class RedisUnit:
 
     def _script_args(self, reads: list) -> tuple[list, list]:
         """KEYS and ARGV of a script carrying every check and the given read operations."""
-        sessions: dict = {}
-        order: list = []
+        index = _Slots()
+        checks_args = self._checks_args(index)
+        ops_args: list = []
+        for op in reads:
+            if op[0] == "L":
+                ops_args += ("L", index(op[1]))
+            else:
+                ops_args += op
+        return self._assemble(index.order, checks_args, ops_args, b"", b"")
 
-        def index(session_id: Any) -> bytes:
-            j = sessions.get(session_id)
-            if j is None:
-                j = sessions[session_id] = len(order) + 1
-                order.append(session_id)
-            return str(j).encode()
-
+    def _checks_args(self, index: _Slots) -> list:
+        """The ARGV of every check so far (sessions named by their slot in `index`)."""
         checks_args: list = []
         for check in self.checks.values():
             kind = check[0]
@@ -169,17 +189,10 @@ class RedisUnit:
                 checks_args += ("h", index(check[1]), check[2], check[3])
             else:
                 checks_args += ("f", index(check[1]), check[2], check[3], check[4])
-        ops_args: list = []
-        for op in reads:
-            if op[0] == "L":
-                ops_args += ("L", index(op[1]))
-            else:
-                ops_args += op
-        return self._assemble(sessions, order, checks_args, ops_args, b"", b"")
+        return checks_args
 
-    def _assemble(
-        self, sessions: dict, order: list, checks_args: list, ops_args: list, channel: bytes, message: bytes
-    ) -> tuple[list, list]:
+    def _assemble(self, order: list, checks_args: list, ops_args: list, channel: bytes, message: bytes) -> tuple[list, list]:
+        """KEYS (the store's, this node's, then each named session's) and ARGV of one script."""
         layout = self.storage.layout
         keys = list(layout.store_keys)
         keys.append(self.storage.node_key)
@@ -723,27 +736,8 @@ class RedisUnit:
         self._finish()
 
     def _commit_script(self) -> Optional[list]:
-        sessions: dict = {}
-        order: list = []
-
-        def index(session_id: Any) -> bytes:
-            j = sessions.get(session_id)
-            if j is None:
-                j = sessions[session_id] = len(order) + 1
-                order.append(session_id)
-            return str(j).encode()
-
-        checks_args: list = []
-        for check in self.checks.values():
-            kind = check[0]
-            if kind == "g":
-                checks_args += ("g", check[1], check[2])
-            elif kind == "x":
-                checks_args += ("x", index(check[1]), check[2])
-            elif kind == "h":
-                checks_args += ("h", index(check[1]), check[2], check[3])
-            else:
-                checks_args += ("f", index(check[1]), check[2], check[3], check[4])
+        index = _Slots()
+        checks_args = self._checks_args(index)
         ops_args: list = []
         for op in self.ops:
             kind = op[0]
@@ -758,7 +752,7 @@ class RedisUnit:
         if touched:
             touched.difference_update(op[1] for op in self.ops if op[0] not in _NOT_SESSION_OPS)
         channel, message = self.storage.change_message(self.written, self.changed_variables, list(self.globals), touched)
-        keys, argv = self._assemble(sessions, order, checks_args, ops_args, channel, message)
+        keys, argv = self._assemble(index.order, checks_args, ops_args, channel, message)
         self._last_argv = argv
         return self.storage.run_commit(keys, argv, self.token)
 
