@@ -308,6 +308,14 @@ class RedisUnit:
             return self._load(session_id)
         return entry
 
+    def _found(self, session_id: Any) -> tuple[Any, Optional[CachedSession]]:
+        """The session's canonical id and its copy (`_entry`); no copy for a non-binary id, which
+        names no session on this backend."""
+        if not _binary(session_id):
+            return session_id, None
+        session_id = canonical_id(session_id)
+        return session_id, self._entry(session_id)
+
     def _existing(self, session_id: Any) -> CachedSession:
         """The copy of a session the call found (the store writes only to those)."""
         entry = self._entry(session_id)
@@ -322,10 +330,7 @@ class RedisUnit:
     # sessions --------------------------------------------------------------------------------
 
     def get_session(self, session_id: SessionId) -> Optional[SessionRecord]:
-        if not _binary(session_id):
-            return None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return None
         self._note_header(session_id, entry, "hv")
@@ -369,10 +374,7 @@ class RedisUnit:
         )
 
     def load_session(self, session_id: SessionId) -> Optional[SessionContents]:
-        if not _binary(session_id):
-            return None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return None
         entry = self._listing(session_id, entry)
@@ -405,10 +407,7 @@ class RedisUnit:
         self.ops.append(("C", session_id, decimal(now), decimal(variables), decimal(programs), decimal(updates), rest))
 
     def delete_session(self, session_id: SessionId) -> bool:
-        if not _binary(session_id):
-            return False
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return False
         self._note_header(session_id, entry, "hv")
@@ -506,10 +505,7 @@ class RedisUnit:
     # variables -------------------------------------------------------------------------------
 
     def get_variable(self, session_id: SessionId, variable_id: Any) -> Optional[VariableRecord]:
-        if not _binary(session_id):
-            return None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return None
         variable = entry.variables.get(variable_id)
@@ -517,10 +513,7 @@ class RedisUnit:
         return variable
 
     def find_variable(self, session_id: SessionId, key: Any) -> Optional[VariableRecord]:
-        if not _binary(session_id):
-            return None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return None
         variables = entry.variables
@@ -535,10 +528,7 @@ class RedisUnit:
         return variable
 
     def indexed_variable_id(self, session_id: SessionId, name_key: Any) -> Optional[str]:
-        if not _binary(session_id):
-            return None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return None
         variable_id = entry.index.get(name_key)
@@ -579,19 +569,13 @@ class RedisUnit:
         self._wrote(session_id)
 
     def variables(self, session_id: SessionId) -> list[VariableRecord]:
-        if not _binary(session_id):
-            return []
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return []
         return list(self._listing(session_id, entry).variables.values())
 
     def variable_index(self, session_id: SessionId) -> dict:
-        if not _binary(session_id):
-            return {}
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return {}
         return dict(self._listing(session_id, entry).index)
@@ -606,10 +590,7 @@ class RedisUnit:
     # session programs ------------------------------------------------------------------------
 
     def get_program(self, session_id: SessionId, program_id: Any) -> tuple[bool, Any]:
-        if not _binary(session_id):
-            return False, None
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return False, None
         key = program_key(program_id)
@@ -633,10 +614,7 @@ class RedisUnit:
         return new
 
     def programs(self, session_id: SessionId) -> list[tuple[Any, Any]]:
-        if not _binary(session_id):
-            return []
-        session_id = canonical_id(session_id)
-        entry = self._entry(session_id)
+        session_id, entry = self._found(session_id)
         if entry is None:
             return []
         return list(self._listing(session_id, entry).programs.values())
