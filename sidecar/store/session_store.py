@@ -726,11 +726,8 @@ class SessionStore:
 
         An invalid regex answers {:error, {:invalid_pattern, pattern}} (the original crashed the
         store): guessing a literal match would silently list the wrong variables."""
-        try:
-            source = pattern.replace(b"*", b".*") if isinstance(pattern, bytes) else pattern.replace("*", ".*")
-            compiled = types.compile_pattern(source)
-        except (re.error, ValueError):  # compile_pattern answers None; this is belt and braces
-            compiled = None
+        source = pattern.replace(b"*", b".*") if isinstance(pattern, bytes) else pattern.replace("*", ".*")
+        compiled = types.compile_pattern(source)
         if compiled is None:
             return None
 
