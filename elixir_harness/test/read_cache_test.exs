@@ -333,6 +333,33 @@ defmodule SnakepitSidecar.ReadCacheTest do
   end
 
   describe "sessions stay alive" do
+    test "flush_touches returns only after a batch the tick sent before it is answered" do
+      store = start_store()
+      sid = new_session(store)
+      # a miss fills the cache (and owes a touch, which the tick may send at once)
+      assert {{:ok, _}, false} = read(store, sid, :x)
+      {_entries, _sessions, owed, _epoch} = ReadCache.lookup(store)
+      os_pid = Integer.to_string(Store.sidecar_info(store).os_pid)
+      {_, 0} = System.cmd("kill", ["-STOP", os_pid])
+
+      flush =
+        try do
+          # a touch owed while the sidecar is stopped (as a cached read records it)
+          :ets.insert(owed, {sid, System.monotonic_time(:second)})
+          # the tick (5 ms in tests) takes the touch and sends it; its answer cannot come yet
+          eventually(fn -> :ets.info(owed, :size) == 0 end)
+          flush = Task.async(fn -> Connection.flush_touches(store) end)
+          # nothing is owed any more, but the expiry it would learn is still on its way
+          assert Task.yield(flush, 100) == nil
+          flush
+        after
+          System.cmd("kill", ["-CONT", os_pid])
+        end
+
+      assert Task.await(flush, 5_000) == :ok
+      assert {{:ok, _}, true} = read(store, sid, :x)
+    end
+
     test "a cached read's touch sets last_accessed to the read's second" do
       store = start_store()
       started = System.monotonic_time(:second)

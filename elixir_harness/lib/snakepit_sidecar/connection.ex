@@ -150,7 +150,8 @@ defmodule SnakepitSidecar.Connection do
   @doc """
   Sends the touches the read cache owes the sidecar now, instead of at the next tick
   (`SnakepitSidecar.ReadCache`, "Sessions stay alive"), and returns once the sidecar has
-  answered them. For tests; `:ok` also when the store keeps no cache.
+  answered them and every batch sent before (the periodic one may be on its way: its expiries
+  are then known when this returns). For tests; `:ok` also when the store keeps no cache.
   """
   @spec flush_touches(GenServer.server()) :: :ok
   def flush_touches(server), do: GenServer.call(server, :flush_touches)
@@ -355,7 +356,7 @@ defmodule SnakepitSidecar.Connection do
 
   # Callers' requests in flight (the read cache's own touch_sessions calls are not theirs).
   defp pending_calls(state) do
-    touches = Enum.count(state.pending, &match?({_id, {{:touches, _, _}, _, _}}, &1))
+    touches = Enum.count(state.pending, &touch_batch?/1)
     map_size(state.pending) - touches + DirectPath.size(state.table)
   end
 
@@ -472,16 +473,18 @@ defmodule SnakepitSidecar.Connection do
   # session's expiry) is kept when it comes (deliver/4). `waiter` is told when it has come.
   defp send_touches(%{cache: cache, port: port, welcome: welcome} = state, waiter)
        when cache != nil and port != nil and welcome != nil do
-    case ReadCache.take_touches(cache) do
-      [] ->
-        if waiter, do: GenServer.reply(waiter, :ok)
-        state
+    touches = ReadCache.take_touches(cache)
 
-      touches ->
-        id = :atomics.add_get(state.ids, 1, 1) - 1
-        send_frame(state, Protocol.encode_call(id, :touch_sessions, [touches]))
-        entry = {{:touches, Enum.map(touches, &elem(&1, 0)), waiter}, nil, nil}
-        %{state | pending: Map.put(state.pending, id, entry)}
+    # With nothing owed, a waiter still waits for a batch the tick sent and is not answered yet:
+    # an empty batch sent behind it is answered after it (replies come in order).
+    if touches == [] and (waiter == nil or not touches_in_flight?(state)) do
+      if waiter, do: GenServer.reply(waiter, :ok)
+      state
+    else
+      id = :atomics.add_get(state.ids, 1, 1) - 1
+      send_frame(state, Protocol.encode_call(id, :touch_sessions, [touches]))
+      entry = {{:touches, Enum.map(touches, &elem(&1, 0)), waiter}, nil, nil}
+      %{state | pending: Map.put(state.pending, id, entry)}
     end
   end
 
@@ -489,6 +492,12 @@ defmodule SnakepitSidecar.Connection do
     if waiter, do: GenServer.reply(waiter, :ok)
     state
   end
+
+  defp touches_in_flight?(state),
+    do: Enum.any?(state.pending, &touch_batch?/1)
+
+  defp touch_batch?({_id, {{:touches, _, _}, _, _}}), do: true
+  defp touch_batch?(_), do: false
 
   defp logger_metadata(metadata, state) do
     atom_keyed = for {key, value} <- metadata, is_atom(key), do: {key, value}
