@@ -35,11 +35,11 @@ class Clock:
     BEAM's, the same number for every sidecar the BEAM starts, so a record keeps its BEAM time
     exactly across restarts of the sidecar and two sidecars of one BEAM (two stores on one Redis)
     agree to the second; without it, the wall clock read here stands in (the same to within the
-    handshake's latency). Under a new BEAM old records are right to within half a second. The
-    BEAM's clock comes from `:hello`: `monotonic_time_ms` (exact to the millisecond) or
-    `monotonic_time` (whole seconds). Without either, there is no BEAM time: presented and
-    storage time are both the wall clock's. `advance(seconds)` moves both (test-only
-    `__advance_clock__`).
+    handshake's latency). Under a new BEAM, or on another node, records are right to within a
+    second (two offsets, each rounded). The BEAM's clock comes from `:hello`:
+    `monotonic_time_ms` (exact to the millisecond) or `monotonic_time` (whole seconds). Without
+    either, there is no BEAM time: presented and storage time are both the wall clock's.
+    `advance(seconds)` moves both (test-only `__advance_clock__`).
     """
 
     def __init__(

@@ -28,6 +28,7 @@ result = %{
   from_b: from_b,
   created_at: created.created_at,
   monotonic_now: now,
+  time_offset_ms: System.time_offset(:millisecond),
   sidecar_os_pid: Store.sidecar_info(store).os_pid
 }
 
