@@ -245,6 +245,14 @@ class Sidecar:
             log.exception("call %s (id %s) failed", function.name, describe(call_id, 40))
             return (), self.protocol.error_reply(call_id, (A_INTERNAL_ERROR, describe_exception(exc)))
 
+    def settle(self) -> None:
+        """The backend's deferred work, once a chunk's replies are out (`Storage.settle`). It
+        never decides a reply; a defect in it is logged, and the sidecar goes on."""
+        try:
+            self.store.settle()
+        except Exception:
+            log.exception("the backend's deferred work failed")
+
     def _flush(self, out: list[bytes]) -> None:
         """The chunk's durability point. If the backend cannot make the chunk's writes durable
         (it is then back at its last durable state), every reply of the chunk's calls becomes
@@ -610,6 +618,7 @@ def serve(sidecar: Sidecar, in_fd: int, writer: FrameWriter, spin_us: int = 0) -
                 chunk = b""
             with lock:
                 writer.write(sidecar.handle_input(chunk))
+                sidecar.settle()
             settler.tick()  # after the replies are out
             if not chunk:
                 break

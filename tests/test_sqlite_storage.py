@@ -7,6 +7,7 @@ about the file: reopening, refusals, group commit, failures, and time across res
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import sqlite3
@@ -23,8 +24,11 @@ from sidecar import codec
 from sidecar.cli import SidecarOptions
 from sidecar.clock import FakeClock
 from sidecar.server import Sidecar
+from sidecar.storage import sqlite_log
 from sidecar.storage.base import StorageError, StorageOpenError
-from sidecar.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+from sidecar.storage.records import bytes_variable
+from sidecar.storage.sqlite import LOG_APPLY_RECORDS, SCHEMA_VERSION, SqliteStorage
+from sidecar.storage.sqlite_log import MAGIC
 from sidecar.terms import Atom as A
 from sidecar.terms import Opaque, term_equal
 
@@ -105,18 +109,61 @@ def test_ids_versions_and_counters_continue_after_a_reopen(tmp_path: Path) -> No
     again.close()
 
 
-def test_every_write_of_a_chunk_is_committed_in_one_transaction(tmp_path: Path) -> None:
+def test_every_write_of_a_chunk_is_one_log_record_and_the_file_takes_many_in_one_transaction(tmp_path: Path) -> None:
     served = Served(tmp_path / "store.db")
     served.call("create_session", "s", {})
     served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    storage = served.storage
+    records, size = storage.log_records, os.path.getsize(tmp_path / "store.db-log")
     statements: list[str] = []
-    served.storage._db.set_trace_callback(statements.append)
+    storage._db.set_trace_callback(statements.append)
     frames = b"".join(codec.encode_frame((A("call"), 100 + n, A("update_variable"), ["s", A("t"), n / 10])) for n in range(16))
     answers = [codec.decode(frame[4:]) for frame in served.sidecar.handle_input(frames)]
     assert [answer[2] for answer in answers if answer[0] is A("reply")] == [OK] * 16
+    assert statements == []  # the chunk is durable in the log: nothing asked of SQLite
+    assert storage.log_records == records + 1 and os.path.getsize(tmp_path / "store.db-log") > size
+    served.sidecar.settle()  # below the threshold: nothing
+    assert statements == []
+    storage._apply()  # what settle does once the log is long enough
     assert statements.count("BEGIN") == 1 and statements.count("COMMIT") == 1
-    served.storage._db.set_trace_callback(None)
+    assert storage.log_records == 0 and os.path.getsize(tmp_path / "store.db-log") == len(MAGIC)
+    storage._db.set_trace_callback(None)
+    # the 16 updates were written as one row: the newest
+    [(data,)] = storage._db.execute("SELECT data FROM variables").fetchall()
+    assert bytes_variable(data).version == 16 and bytes_variable(data).value == 1.5
     assert served.call("get_variable", "s", A("t"))[1][A("version")] == 16
+    served.close()
+
+
+def test_settle_writes_the_log_into_the_file_once_it_is_long_enough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.storage.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "LOG_APPLY_RECORDS", 5)
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    counts = []
+    for n in range(12):
+        served.call("register_variable", "s", f"v{n}", A("integer"), n)
+        counts.append(served.storage.log_records)
+        served.sidecar.settle()
+    assert counts == [2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3]
+    assert served.storage._db.execute("SELECT count(*) FROM variables").fetchone()[0] == 9
+    served.storage._db.close()  # killed: the last three are in the log only
+    again = Served(tmp_path / "store.db")
+    assert [v[A("value")] for v in again.call("list_variables", "s")[1]] == list(range(12))
+    again.close()
+
+
+def test_without_settle_a_flush_bounds_the_log_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.storage.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "LOG_APPLY_RECORDS", 3)
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    for n in range(30):
+        served.call("register_variable", "s", f"v{n}", A("integer"), n)
+        assert served.storage.log_records < 12
+    assert served.storage._db.execute("SELECT count(*) FROM variables").fetchone()[0] >= 30 - 12
     served.close()
 
 
@@ -127,10 +174,11 @@ def test_a_read_only_chunk_writes_nothing(tmp_path: Path) -> None:
     served.call("get_variable", "s", A("t"))  # the touch of this second is written once
     statements: list[str] = []
     served.storage._db.set_trace_callback(statements.append)
+    size = os.path.getsize(tmp_path / "store.db-log")
     for _ in range(5):
         served.call("get_variable", "s", A("t"))
         served.call("list_variables", "s")
-    assert statements == []
+    assert statements == [] and os.path.getsize(tmp_path / "store.db-log") == size
     served.close()
 
 
@@ -171,33 +219,43 @@ def test_a_failed_flush_turns_the_chunks_replies_into_errors_and_keeps_the_file_
     served = Served(tmp_path / "store.db")
     served.call("create_session", "s", {})
     served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    served.call("store_program", "s", A("p"), 1)
     before = snapshot(served.storage)
+    assert served.storage.log_records == 3  # memory goes back to the file with the log's records
+    log_size = os.path.getsize(tmp_path / "store.db-log")
+    real_write = os.write
 
-    def full_disk(self: Any, db: Any) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+    def full_disk(fd: int, data: Any) -> int:  # the log takes part of the record, then is full
+        if fd == served.storage._log._fd and len(data) > 10:
+            real_write(fd, bytes(data)[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
 
-    monkeypatch.setattr(SqliteStorage, "_write_marked", full_disk)
+    monkeypatch.setattr(sqlite_log.os, "write", full_disk)
     frames = b"".join(codec.encode_frame((A("call"), 7 + n, A("update_variable"), ["s", A("t"), 0.9])) for n in range(2))
     frames += codec.encode_frame((A("call"), 9, A("get_variable_value"), ["s", A("t")]))
     answers = [codec.decode(frame[4:]) for frame in served.sidecar.handle_input(frames)]
     replies = [answer for answer in answers if answer[0] is A("reply")]
     assert [reply[1] for reply in replies] == [7, 8, 9]
     for reply in replies:
-        assert reply[2][0] is ERROR and reply[2][1][0] is A("storage_error") and "disk is full" in reply[2][1][1]
+        assert reply[2][0] is ERROR and reply[2][1][0] is A("storage_error") and "No space left" in reply[2][1][1]
     assert not [answer for answer in answers if answer[0] is A("telemetry")]
     monkeypatch.undo()
-    assert snapshot(served.storage) == before  # memory went back to what the file holds
+    assert os.path.getsize(tmp_path / "store.db-log") == log_size  # the torn part was cut off again
+    assert snapshot(served.storage) == before  # memory went back to what the file and log hold
     assert served.call("get_variable_value", "s", A("t")) == 0.5
-    served.close()
+    assert served.call("get_program", "s", A("p")) == (OK, 1)
+    served.storage._db.close()  # killed: what is durable is what was acknowledged
+    again = Served(tmp_path / "store.db")
+    assert snapshot(again.storage) == snapshot(served.storage)
+    again.close()
 
 
 def test_flush_reports_a_failure_as_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = SqliteStorage(str(tmp_path / "store.db"))
     storage.begin().count("cleanup_runs")
-    monkeypatch.setattr(
-        SqliteStorage, "_write_marked", lambda self, db: (_ for _ in ()).throw(sqlite3.DatabaseError("I/O error"))
-    )
-    with pytest.raises(StorageError, match="I/O error"):
+    monkeypatch.setattr(sqlite_log.os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(StorageError, match="Input/output error"):
         storage.flush()
     monkeypatch.undo()
     assert storage.counters()["cleanup_runs"] == 0 and not storage.pending
@@ -233,11 +291,18 @@ def test_a_session_that_expired_while_the_store_was_down_goes_at_the_next_cleanu
     third.close()
 
 
-def test_the_synchronous_level_is_the_one_asked_for(tmp_path: Path) -> None:
-    for level, number in (("normal", 1), ("full", 2)):
+def test_the_synchronous_level_is_the_one_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for level in ("normal", "full"):
         storage = SqliteStorage(str(tmp_path / f"{level}.db"), synchronous=level)
-        assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == number
+        # the file's commits always reach the disk before the log is emptied
+        assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == 2
         assert storage._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        synced: list[int] = []
+        monkeypatch.setattr(sqlite_log.os, "fdatasync", synced.append)
+        storage.begin().count("cleanup_runs")
+        storage.flush()
+        monkeypatch.undo()
+        assert synced == ([storage._log._fd] if level == "full" else [])
         storage.close()
     with pytest.raises(StorageOpenError):
         SqliteStorage(str(tmp_path / "x.db"), synchronous="off")
@@ -277,6 +342,27 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
     variable = again.call("get_variable", "s", A("t"))[1]
     assert variable[A("version")] >= acknowledged and variable[A("value")] == 200
     assert again.call("register_variable", "s", A("u"), A("integer"), 0) == (OK, "var_u_2")
+    again.close()
+    sidecar.close()
+
+
+@pytest.mark.subprocess
+def test_the_serving_loop_writes_the_log_into_the_file_after_the_replies(tmp_path: Path) -> None:
+    option = f"sqlite:{tmp_path / 'store.db'}"
+    sidecar = SubprocessClient("--storage", option)
+    assert sidecar.call("create_session", "s")[0] is OK
+    assert sidecar.call("register_variable", "s", A("t"), A("integer"), 0)[0] is OK
+    record = os.path.getsize(tmp_path / "store.db-log")
+    assert sidecar.call("update_variable", "s", A("t"), 1) is OK
+    record = os.path.getsize(tmp_path / "store.db-log") - record  # one update's record
+    for n in range(2, LOG_APPLY_RECORDS + 100):  # one chunk each: each waits for its reply
+        assert sidecar.call("update_variable", "s", A("t"), n) is OK
+    # settle emptied the log once it held LOG_APPLY_RECORDS (a flush alone waits for 4x that)
+    assert os.path.getsize(tmp_path / "store.db-log") < 200 * record
+    sidecar.process.kill()
+    sidecar.process.wait()
+    again = SubprocessClient("--storage", option)
+    assert again.call("get_variable", "s", A("t"))[1][A("value")] == LOG_APPLY_RECORDS + 99
     again.close()
     sidecar.close()
 
@@ -367,3 +453,95 @@ def test_a_term_the_file_cannot_hold_fails_its_own_call_not_the_chunk(tmp_path: 
     assert again.call("get_program", "s", A("p")) == (ERROR, A("not_found"))
     assert snapshot(again.storage) != before
     again.close()
+
+
+# -- the log ------------------------------------------------------------------------------
+
+
+def test_a_torn_record_at_the_end_of_the_log_is_dropped_and_the_rest_replayed(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    held = snapshot(served.storage, ["g"])
+    served.storage._db.close()  # killed while appending a record, which was never acknowledged:
+    log_path = tmp_path / "store.db-log"
+    whole = log_path.read_bytes()
+    with open(log_path, "ab") as log_file:
+        log_file.write(whole[len(MAGIC) : len(MAGIC) + 20])
+    again = Served(tmp_path / "store.db")
+    assert snapshot(again.storage, ["g"]) == held
+    assert os.path.getsize(log_path) == len(MAGIC)  # replayed into the file, then emptied
+    again.close()
+
+
+def test_a_damaged_record_ends_the_replay(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    held = snapshot(served.storage)
+    size = os.path.getsize(tmp_path / "store.db-log")
+    served.call("register_variable", "s", A("t"), A("integer"), 1)
+    served.call("register_variable", "s", A("u"), A("integer"), 2)
+    served.storage._db.close()
+    with open(tmp_path / "store.db-log", "r+b") as log_file:  # a bit flipped in the second record
+        log_file.seek(size + 12)
+        byte = log_file.read(1)
+        log_file.seek(size + 12)
+        log_file.write(bytes([byte[0] ^ 1]))
+    again = Served(tmp_path / "store.db")
+    assert snapshot(again.storage) == held
+    again.close()
+
+
+def test_replaying_records_the_file_already_has_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    old_records = (tmp_path / "store.db-log").read_bytes()[len(MAGIC) :]
+    monkeypatch.setattr(sqlite_log.AppendLog, "empty", lambda self: None)
+    served.storage._apply()  # killed after the file's commit, before the log was emptied
+    monkeypatch.undo()
+    served.call("update_variable", "s", A("t"), 0.1)
+    served.call("delete_session", "other")
+    held = snapshot(served.storage, ["g"])
+    served.storage._db.close()
+    again = Served(tmp_path / "store.db")
+    assert snapshot(again.storage, ["g"]) == held
+    assert again.call("get_variable", "s", A("t"))[1][A("version")] == 4
+    # an emptied log whose old bytes a power loss brought back after new records: their
+    # numbers say they are in the file already, so they are skipped
+    again.call("update_variable", "s", A("t"), 0.2)
+    held = snapshot(again.storage, ["g"])
+    again.storage._db.close()
+    with open(tmp_path / "store.db-log", "ab") as log_file:
+        log_file.write(old_records)
+    third = Served(tmp_path / "store.db")
+    assert snapshot(third.storage, ["g"]) == held and third.call("list_sessions") == ["s"]
+    third.close()
+
+
+def test_a_log_of_another_format_is_refused(tmp_path: Path) -> None:
+    SqliteStorage(str(tmp_path / "store.db")).close()
+    (tmp_path / "store.db-log").write_bytes(b"SNKSLOG9" + b"\0" * 40)
+    with pytest.raises(StorageOpenError, match="not a log of this sidecar's format"):
+        SqliteStorage(str(tmp_path / "store.db"))
+    SqliteStorage(str(tmp_path / "other.db")).close()
+
+
+def test_close_writes_the_log_into_the_file_and_removes_it(tmp_path: Path) -> None:
+    served = Served(tmp_path / "store.db")
+    _fill(served)
+    assert served.storage.log_records > 0
+    served.close()
+    assert not os.path.exists(tmp_path / "store.db-log")
+    db = sqlite3.connect(tmp_path / "store.db")
+    assert db.execute("SELECT count(*) FROM variables").fetchone()[0] == 3
+    db.close()
+
+
+def test_a_log_record_that_does_not_read_refuses_the_open(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    SqliteStorage(str(tmp_path / "store.db")).close()
+    payload = b"\xffnot marshal"
+    (tmp_path / "store.db-log").write_bytes(MAGIC + struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    with pytest.raises(StorageOpenError, match="cannot be read"):
+        SqliteStorage(str(tmp_path / "store.db"))

@@ -181,7 +181,9 @@ defmodule SnakepitSidecar.DurableStorageTest do
   end
 
   defp file_digest(dir) do
-    for suffix <- ["", "-wal"], path = Path.join(dir, "store.db" <> suffix), File.exists?(path) do
+    for suffix <- ["", "-wal", "-log"],
+        path = Path.join(dir, "store.db" <> suffix),
+        File.exists?(path) do
       {suffix, :erlang.md5(File.read!(path))}
     end
   end

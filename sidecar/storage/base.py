@@ -512,6 +512,10 @@ class Storage(Protocol):
     def flush(self) -> None:
         """Make every committed unit durable (the group commit point)."""
 
+    def settle(self) -> None:
+        """Work that may wait until the chunk's replies are out (SQLite writes its log into its
+        file). Never needed for durability; a failure is logged, not raised."""
+
     def reset(self) -> None:
         """Forget everything (the test-only `__reset__`)."""
 

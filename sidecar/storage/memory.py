@@ -79,6 +79,9 @@ class MemoryStorage:
     def flush(self) -> None:
         pass
 
+    def settle(self) -> None:
+        pass
+
     def reset(self) -> None:
         self.sessions.clear()
         self.global_programs.clear()

@@ -211,6 +211,9 @@ class RedisStorage:
     def flush(self) -> None:
         """Every commit is already in Redis (durable as its persistence settings make it)."""
 
+    def settle(self) -> None:
+        """Nothing waits for a quiet moment."""
+
     def reset(self) -> None:
         """Delete every key of this store (the test-only `__reset__`): its sessions' keys, found
         through the session index, and the store-wide keys."""

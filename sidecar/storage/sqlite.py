@@ -1,27 +1,33 @@
-"""The SQLite backend: the in-memory state, with a durable copy in one SQLite file.
+"""The SQLite backend: the in-memory state, with a durable copy in one SQLite file and its log.
 
 Reads are served from memory, as in memory mode. Every write marks what it changed; `flush`
-(once per chunk of frames, before any reply of the chunk is written: group commit) writes
-everything marked in one SQLite transaction and commits it. A reply therefore leaves the
-sidecar only after its write is committed, and a chunk of 16 callers' updates costs one commit.
-Marks are coalesced: a variable updated 16 times in a chunk is written once.
+(once per chunk of frames, before any reply of the chunk is written: group commit) turns
+everything marked into rows and appends them to the log (`sqlite_log`) as one record with one
+`write`. A reply therefore leaves the sidecar only after its write is durable, and a chunk of
+16 callers' updates costs one append. Marks are coalesced: a variable updated 16 times in a
+chunk is one row. The log's records reach the file later, thousands in one transaction
+(`settle`, after a chunk's replies are out), and at close; opening replays what a killed
+sidecar left in the log.
 
-Durability (docs/storage.md): the file is in WAL mode. With `synchronous=NORMAL` (the default)
-a commit is in the operating system once `flush` returns, so a killed sidecar (kill -9) loses
-nothing acknowledged; a power loss or kernel crash can lose the last commits, never the file's
-consistency. With `synchronous=FULL`, every commit is also on the disk (fsync) before any reply.
+Durability (docs/storage.md): a record is in the operating system once `flush` returns, so a
+killed sidecar (kill -9) loses nothing acknowledged; a power loss or kernel crash can lose the
+last records, never the file's consistency, and what survives is a prefix of what was
+acknowledged. With `synchronous="full"` the log is also `fdatasync`ed before any reply. The file
+itself is always written with SQLite's `synchronous=FULL`, so it is on the disk before the log
+that held its rows is emptied.
 
 The file is opened with `locking_mode=EXCLUSIVE`: a second sidecar opening a file in use is
-refused (sharing between sidecars is the Redis backend's job). The file records its schema
-version; an unknown one is refused. Opening reads the session headers, the global programs and
-the counters; a session's variables, index and programs are read on its first use, and then
-kept in memory like the rest.
+refused (sharing between sidecars is the Redis backend's job), before it touches the log. The
+file records its schema version; an unknown one is refused, as is a log of an unknown format.
+Opening reads the session headers, the global programs and the counters; a session's
+variables, index and programs are read on its first use, and then kept in memory like the rest.
 
 Layout: `sessions(id, seq, created_at, last_accessed, ttl, revision, variable_count,
 program_count, total_variable_updates, rest)`, `variables(session, id, seq, data)`,
 `variable_index(session, key, variable_id)`, `programs(session, key, seq, data)`,
-`global_programs(id, stored_at, data)`, `meta(name, value)`. Ids are raw bytes, every term is
-in the external term format (`records`).
+`global_programs(id, stored_at, data)`, `meta(name, value)` (with `log_applied`, the number of
+the last log record in the file). Ids are raw bytes, every term is in the external term format
+(`records`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from typing import Any, Iterable
+from typing import Any
 
 from sidecar.storage.base import (
     EMPTY_MAP,
@@ -51,6 +57,7 @@ from sidecar.storage.records import (
     term_bytes,
     variable_bytes,
 )
+from sidecar.storage.sqlite_log import MAGIC, UPSERT_META, AppendLog, Batch, Pending, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,10 @@ SCHEMA_VERSION = 1
 WAL_CHECKPOINT_PAGES = 8192
 """Pages of WAL (4 KiB each, so about 32 MiB) after which a commit also checkpoints."""
 SYNCHRONOUS_LEVELS = ("normal", "full")
+LOG_APPLY_RECORDS = 1024
+LOG_APPLY_BYTES = 1 << 20
+"""The log is written into the file (after a chunk's replies: `settle`) once it holds this many
+records or bytes; a flush does it itself at four times either (nobody called `settle`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -87,27 +98,6 @@ CREATE TABLE IF NOT EXISTS programs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS global_programs (id BLOB PRIMARY KEY, stored_at INTEGER NOT NULL, data BLOB NOT NULL) WITHOUT ROWID;
 """
-
-_UPSERT_SESSION = (
-    "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-    "seq=excluded.seq, created_at=excluded.created_at, last_accessed=excluded.last_accessed, ttl=excluded.ttl, "
-    "revision=excluded.revision, variable_count=excluded.variable_count, program_count=excluded.program_count, "
-    "total_variable_updates=excluded.total_variable_updates, rest=excluded.rest"
-)
-_UPDATE_SESSION_COUNTERS = (
-    "UPDATE sessions SET last_accessed=?, revision=?, variable_count=?, program_count=?, total_variable_updates=? WHERE id=?"
-)
-_UPSERT_VARIABLE = (
-    "INSERT INTO variables VALUES (?,?,?,?) ON CONFLICT(session, id) DO UPDATE SET seq=excluded.seq, data=excluded.data"
-)
-_UPSERT_INDEX = (
-    "INSERT INTO variable_index VALUES (?,?,?) ON CONFLICT(session, key) DO UPDATE SET variable_id=excluded.variable_id"
-)
-_UPSERT_PROGRAM = "INSERT INTO programs VALUES (?,?,?,?) ON CONFLICT(session, key) DO UPDATE SET data=excluded.data"
-_UPSERT_GLOBAL = (
-    "INSERT INTO global_programs VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET stored_at=excluded.stored_at, data=excluded.data"
-)
-_UPSERT_META = "INSERT INTO meta VALUES (?,?) ON CONFLICT(name) DO UPDATE SET value=excluded.value"
 
 # what a mark names (the first item of a mark tuple)
 _HEADER, _COUNTERS, _VARIABLE, _INDEX, _PROGRAM, _GLOBAL = range(6)
@@ -202,10 +192,19 @@ class SqliteStorage(MemoryStorage):
         self._next_variable_seq = 1
         self._next_program_seq = 1
         self._program_seqs: dict[SessionId, dict[bytes, int]] = {}
+        self._pending = Pending()
+        self._log_number = 0
+        """The number of the last record appended (or applied)."""
         self._db = self._open()
         try:
-            self._load()
-        except Exception:
+            self._log = self._open_log()
+            try:
+                self._replay()
+                self._load()
+            except BaseException:
+                self._log.close(remove=False)
+                raise
+        except BaseException:
             self._db.close()
             raise
 
@@ -224,8 +223,10 @@ class SqliteStorage(MemoryStorage):
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise StorageOpenError(f"cannot put {self.path} in WAL mode (journal_mode is {mode})")
-            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            # checkpoints (copying the WAL into the file, with an fsync of each under NORMAL) every
+            # the file is written when the log is applied, rarely: each commit is on the disk
+            # before the log is emptied (`sqlite_log`), whatever `synchronous` says of the log
+            db.execute("PRAGMA synchronous=FULL")
+            # checkpoints (copying the WAL into the file, with an fsync of each) every
             # WAL_CHECKPOINT_PAGES pages rather than SQLite's 1000: a sequential writer adds a
             # page or two per commit, and each checkpoint's fsyncs cost milliseconds here
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
@@ -237,7 +238,7 @@ class SqliteStorage(MemoryStorage):
                     db.execute(statement)
             version = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
             if version is None:
-                db.execute(_UPSERT_META, ("schema_version", SCHEMA_VERSION))
+                db.execute(UPSERT_META, ("schema_version", SCHEMA_VERSION))
             elif version[0] != SCHEMA_VERSION:
                 raise StorageOpenError(
                     f"{self.path} holds schema version {version[0]}; this sidecar reads version {SCHEMA_VERSION} only"
@@ -257,6 +258,40 @@ class SqliteStorage(MemoryStorage):
             db.close()
             raise StorageOpenError(f"cannot open {self.path}: {error}") from None
         return db
+
+    def _open_log(self) -> AppendLog:
+        path = self.path + "-log"
+        try:
+            return AppendLog(path, sync=self.synchronous == "full")
+        except ValueError as error:
+            raise StorageOpenError(str(error)) from None
+        except OSError as error:
+            raise StorageOpenError(f"cannot open {path}: {error}") from None
+
+    def _replay(self) -> None:
+        """The records a previous run left in the log into the file (those it does not have yet),
+        then the log emptied."""
+        applied = self._db.execute("SELECT value FROM meta WHERE name='log_applied'").fetchone()
+        expected = (applied[0] if applied else 0) + 1
+        try:
+            records = self._log.records()
+        except ValueError as error:
+            raise StorageOpenError(str(error)) from None
+        for number, batch in records:
+            if number < expected:  # in the file already (a stop between apply and emptying)
+                continue
+            if number > expected:  # bytes of an emptied log (a power loss can leave them)
+                log.warning("%s: record %d where %d was due; the rest is not this log's", self._log.path, number, expected)
+                break
+            self._pending.add(batch)
+            expected += 1
+        self._log_number = expected - 1
+        if self._log.size > len(MAGIC):
+            try:
+                self._apply()
+            except (sqlite3.Error, OSError) as error:
+                raise StorageOpenError(f"cannot write the records of {self._log.path} into {self.path}: {error}") from None
+            log.info("%s: replayed into %s", self._log.path, self.path)
 
     def _load(self) -> None:
         """The file's sessions (headers now, the rest of each on first use), global programs and
@@ -442,74 +477,110 @@ class SqliteStorage(MemoryStorage):
 
     @property
     def pending(self) -> bool:
-        """Whether anything committed is not in the file yet."""
+        """Whether anything committed is not in the log yet."""
         return bool(self._marks or self._rewrite or self._meta_dirty or self._wipe)
 
+    @property
+    def log_records(self) -> int:
+        """How many records are in the log and not in the file yet."""
+        return self._pending.records
+
     def flush(self) -> None:
+        """Everything marked, as one record at the end of the log (durable when this returns)."""
         if not (self._marks or self._rewrite or self._meta_dirty or self._wipe):
             return
-        db = self._db
         try:
-            db.execute("BEGIN")
-            self._write_marked(db)
-            db.execute("COMMIT")
-        except Exception as error:  # sqlite3.Error, or a defect: either way the file did not take it
+            batch = self._collect_batch()
+            self._log.append(encode_record(self._log_number + 1, batch))
+        except Exception as error:  # OSError (a full disk), or a defect: the log did not take it
             self._recover(error)
         finally:
             self._forget_marks()
+        self._log_number += 1
+        self._pending.add(batch)
+        if self._pending.records >= 4 * LOG_APPLY_RECORDS or self._log.size >= 4 * LOG_APPLY_BYTES:
+            self._apply_quietly()  # nobody called settle (in-process use): bound the log anyway
+
+    def settle(self) -> None:
+        """After the chunk's replies are out: the log's records into the file once there are
+        enough of them."""
+        if self._pending.records >= LOG_APPLY_RECORDS or self._log.size >= LOG_APPLY_BYTES:
+            self._apply_quietly()
+
+    def _apply(self) -> None:
+        """Every pending record into the file in one transaction (committed with an fsync:
+        `_open`), then the log emptied. A failure leaves both as they were."""
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            self._pending.write(db, SCHEMA_VERSION)
+            db.execute(UPSERT_META, ("log_applied", self._log_number))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._log.empty()
+        self._pending.clear()
+
+    def _apply_quietly(self) -> None:
+        try:
+            self._apply()
+        except (sqlite3.Error, OSError) as error:  # the log still has every record: try again later
+            log.warning(
+                "writing the log's %d records into %s failed (%s); they stay in the log", self._pending.records, self.path, error
+            )
 
     def _recover(self, error: Exception) -> None:
-        """A failed flush: undo the SQLite transaction and put memory back to the file's state
-        (the chunk's replies become errors: `server.Sidecar`), then report it."""
-        log.error("writing %s failed: %s; back to its last committed state", self.path, error)
+        """A failed flush: put memory back to the durable state, the file with the log's records
+        (read inside a transaction that writes them, then rolled back), and report it (the
+        chunk's replies become errors: `server.Sidecar`)."""
+        log.error("appending to %s failed: %s; back to its last durable state", self._log.path, error)
+        db = self._db
         try:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._load()
+            db.execute("BEGIN")
+            try:
+                self._pending.write(db, SCHEMA_VERSION)
+                self._load()
+                for raw in self._pending.session_ids():  # their rows as the log has them, now
+                    data = self.sessions.get(bytes_id(raw))
+                    if isinstance(data, StoredSession):
+                        data.variables  # noqa: B018 - reads the session's rows
+            finally:
+                db.execute("ROLLBACK")
         except sqlite3.Error as reload_error:
             raise StorageError(f"writing {self.path} failed ({error}), and so did reading it back ({reload_error})") from None
         raise StorageError(f"writing {self.path} failed: {error}")
 
-    def _write_marked(self, db: sqlite3.Connection) -> None:
+    def _collect_batch(self) -> Batch:
+        """What the chunk changed, as rows (a log record)."""
         if self._wipe:
-            for table in ("sessions", "variables", "variable_index", "programs", "global_programs", "meta"):
-                db.execute(f"DELETE FROM {table}")
-            db.execute(_UPSERT_META, ("schema_version", SCHEMA_VERSION))
             self._meta_dirty = True
             for session_id in self.sessions:
                 self._rewrite[session_id] = None
             for program_id in self.global_programs:
                 self._marks[(_GLOBAL, program_id)] = None
         rewrite = self._rewrite
-        for session_id in rewrite:
-            self._write_session(db, session_id)
+        rewritten = tuple(self._session_rows(session_id) for session_id in rewrite)
         sessions = self.sessions
-        headers, counters, variables, gone_variables, index, gone_index, programs, globals_, gone_globals = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
+        headers: list[tuple] = []
+        counters: list[tuple] = []
+        variables: list[tuple] = []
+        index: list[tuple] = []
+        programs: list[tuple] = []
+        globals_: list[tuple] = []
         for mark in self._marks:
             kind = mark[0]
             if kind == _GLOBAL:
                 entry = self.global_programs.get(mark[1])
                 raw = id_bytes(mark[1])
-                if entry is None:
-                    gone_globals.append((raw,))
-                else:
-                    globals_.append((raw, entry[1], self._term_bytes(entry[0])))
+                globals_.append((raw, None if entry is None else (raw, entry[1], self._term_bytes(entry[0]))))
                 continue
             session_id = mark[1]
             if session_id in rewrite:
                 continue
             data = sessions.get(session_id)
-            if data is None:  # deleted since: its rewrite mark deletes every row
+            if data is None:  # deleted since: its rewrite deletes every row
                 continue
             raw_session = id_bytes(session_id)
             if kind == _COUNTERS:
@@ -529,82 +600,78 @@ class SqliteStorage(MemoryStorage):
             elif kind == _VARIABLE:
                 variable = data.variables.get(mark[2])
                 if variable is None:
-                    gone_variables.append((raw_session, mark[2]))
+                    variables.append((raw_session, mark[2], None))
                 else:
                     seq = self._variable_seqs[session_id][variable.id]
-                    variables.append((raw_session, variable.id, seq, self._variable_bytes(variable)))
+                    variables.append((raw_session, variable.id, (raw_session, variable.id, seq, self._variable_bytes(variable))))
             elif kind == _INDEX:
                 variable_id = data.index.get(mark[2])
                 key = term_bytes(mark[2])
-                if variable_id is None:
-                    gone_index.append((raw_session, key))
-                else:
-                    index.append((raw_session, key, variable_id))
+                index.append((raw_session, key, None if variable_id is None else (raw_session, key, variable_id)))
             elif kind == _PROGRAM:
                 program = data.programs.get(mark[2])
                 if program is not None:  # a program is never deleted on its own
                     programs.append((raw_session, mark[2], self._program_seqs[session_id][mark[2]], self._term_bytes(program)))
-        for statement, rows in (
-            (_UPSERT_SESSION, headers),
-            (_UPDATE_SESSION_COUNTERS, counters),
-            ("DELETE FROM variables WHERE session=? AND id=?", gone_variables),
-            (_UPSERT_VARIABLE, variables),
-            ("DELETE FROM variable_index WHERE session=? AND key=?", gone_index),
-            (_UPSERT_INDEX, index),
-            (_UPSERT_PROGRAM, programs),
-            ("DELETE FROM global_programs WHERE id=?", gone_globals),
-            (_UPSERT_GLOBAL, globals_),
-        ):
-            if rows:
-                db.executemany(statement, rows)
+        meta: tuple = ()
         if self._meta_dirty:
-            meta: Iterable[tuple[str, int]] = [("variable_number", self.variable_number), *self.counter_values.items()]
-            db.executemany(_UPSERT_META, meta)
+            meta = (("variable_number", self.variable_number), *self.counter_values.items())
+        return Batch(
+            self._wipe,
+            rewritten,
+            tuple(headers),
+            tuple(counters),
+            tuple(variables),
+            tuple(index),
+            tuple(programs),
+            tuple(globals_),
+            meta,
+        )
 
-    def _write_session(self, db: sqlite3.Connection, session_id: SessionId) -> None:
-        """Every row of one session deleted, then written again from memory if it is there."""
+    def _session_rows(self, session_id: SessionId) -> tuple:
+        """A session to write whole: `(raw id, header row or None if it is gone, variable rows,
+        index rows, program rows)`, with new seqs in memory's order."""
         raw = id_bytes(session_id)
-        for table in ("variables", "variable_index", "programs"):
-            db.execute(f"DELETE FROM {table} WHERE session=?", (raw,))
         data = self.sessions.get(session_id)
         if data is None:
-            db.execute("DELETE FROM sessions WHERE id=?", (raw,))
             self._variable_seqs.pop(session_id, None)
             self._program_seqs.pop(session_id, None)
-            return
-        db.execute(_UPSERT_SESSION, _session_row(data.header, data.seq, self._rest_bytes(data.header)))
+            return (raw, None, (), (), ())
         variable_seqs = self._variable_seqs[session_id] = {}
         for variable in data.variables.values():
             variable_seqs[variable.id] = self._next_variable_seq
             self._next_variable_seq += 1
-        db.executemany(
-            _UPSERT_VARIABLE,
-            [
-                (raw, variable.id, variable_seqs[variable.id], self._variable_bytes(variable))
-                for variable in data.variables.values()
-            ],
-        )
-        db.executemany(_UPSERT_INDEX, [(raw, term_bytes(key), variable_id) for key, variable_id in data.index.items()])
         program_seqs = self._program_seqs[session_id] = {}
         for key in data.programs:
             program_seqs[key] = self._next_program_seq
             self._next_program_seq += 1
-        db.executemany(
-            _UPSERT_PROGRAM, [(raw, key, program_seqs[key], self._term_bytes(program)) for key, program in data.programs.items()]
+        return (
+            raw,
+            _session_row(data.header, data.seq, self._rest_bytes(data.header)),
+            tuple(
+                (raw, variable.id, variable_seqs[variable.id], self._variable_bytes(variable))
+                for variable in data.variables.values()
+            ),
+            tuple((raw, term_bytes(key), variable_id) for key, variable_id in data.index.items()),
+            tuple((raw, key, program_seqs[key], self._term_bytes(program)) for key, program in data.programs.items()),
         )
 
     # lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Flush, write the log into the file and remove it, and release the file."""
+        applied = False
         try:
             self.flush()
+            self._apply()
+            applied = True
         finally:
+            self._log.close(remove=applied)
             self._db.close()
 
     def file_bytes(self) -> int:
-        """The size of the database file and its WAL on disk."""
+        """The size of the database file, its WAL and the log on disk."""
         total = 0
-        for suffix in ("", "-wal"):
+        for suffix in ("", "-wal", "-log"):
             try:
                 total += os.path.getsize(self.path + suffix)
             except OSError:

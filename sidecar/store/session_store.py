@@ -209,6 +209,10 @@ class SessionStore:
         """Make everything committed durable (the backend's group commit point)."""
         self.storage.flush()
 
+    def settle(self) -> None:
+        """The backend's deferred work, after the replies are out (`Storage.settle`)."""
+        self.storage.settle()
+
     # helpers -----------------------------------------------------------------------------------
 
     def _session(self, session_id: Any) -> Optional[SessionRecord]:

@@ -6,7 +6,8 @@ defmodule SnakepitSidecar.Storage do
     * `{:sqlite, path}` or `{:sqlite, path, synchronous: :normal | :full}` — in a SQLite file
       the sidecar owns: no acknowledged write is lost when the sidecar is killed, and the
       restarted sidecar (or a later store on the same path) finds everything. `:full` also
-      survives a power loss, at the price of an fsync per commit. One sidecar per file.
+      survives a power loss, at the price of an fdatasync per chunk of calls. One sidecar per
+      file.
     * `{:redis, url}` or `{:redis, url, prefix: "...", timeout: ms}` — on a Redis server that
       several stores (on several nodes) share as one store. `url` is
       `redis://[:password@]host:port/db` (or `rediss://`, `unix://`); `prefix` namespaces the
