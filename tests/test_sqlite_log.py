@@ -214,3 +214,32 @@ def test_a_whole_record_that_does_not_read_is_an_error_not_a_torn_write(tmp_path
         log.records()
     log.close(remove=False)
     assert path.stat().st_size == len(MAGIC) + 8 + len(payload)  # kept for someone to look at
+
+
+def test_a_torn_record_that_cannot_be_cut_off_stops_every_later_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "x-log")
+    log = AppendLog(path, sync=False)
+    first = Batch(False, (), (), (), (), (), (), (), (("variable_number", 1),))
+    real_write = os.write
+
+    def half(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data)[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def no_truncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(sqlite_log.os, "write", half)
+    monkeypatch.setattr(sqlite_log.os, "ftruncate", no_truncate)
+    with pytest.raises(OSError, match="No space left"):
+        log.append(encode_record(1, first))
+    monkeypatch.undo()
+    # a record after the torn bytes would be acknowledged and never replayed: refused instead
+    with pytest.raises(OSError, match="torn record that could not be cut off"):
+        log.append(encode_record(1, first))
+    log.close(remove=False)
+    again = AppendLog(path, sync=False)  # a restart drops the torn tail
+    assert again.records() == [] and again.size == len(MAGIC)
+    again.append(encode_record(1, first))
+    assert again.records() == [(1, first)]
+    again.close(remove=True)

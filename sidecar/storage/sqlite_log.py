@@ -31,6 +31,7 @@ is refused rather than dropping it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import marshal
 import os
@@ -234,6 +235,8 @@ class AppendLog:
     def __init__(self, path: str, sync: bool) -> None:
         self.path = path
         self.sync = sync
+        self.torn = False
+        """Whether a failed append left part of a record that could not be cut off (`append`)."""
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             self.size = os.fstat(self._fd).st_size
@@ -257,13 +260,20 @@ class AppendLog:
 
     def append(self, record: bytes) -> None:
         """One record at the end. On failure (a full disk), whatever part of it was written is cut
-        off again, so the log stays a sequence of whole records; OSError propagates."""
+        off again, so the log stays a sequence of whole records; OSError propagates. If the cut
+        fails too, every later append fails: a record after a torn one would be acknowledged and
+        then never replayed (a restart drops the torn tail, which no reply acknowledged)."""
+        if self.torn:
+            raise OSError(errno.EIO, f"{self.path} ends in a torn record that could not be cut off; restart the sidecar")
         try:
             self._write_all(record)
             if self.sync:
                 os.fdatasync(self._fd)
         except OSError:
-            os.ftruncate(self._fd, self.size)
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                self.torn = True
             raise
         self.size += len(record)
 
