@@ -238,6 +238,12 @@ def test_a_torn_record_that_cannot_be_cut_off_stops_every_later_append(tmp_path:
     with pytest.raises(OSError, match="torn record that could not be cut off"):
         log.append(encode_record(1, first))
     log.close(remove=False)
+    emptied = AppendLog(path + "2", sync=False)
+    emptied.torn = True
+    emptied.empty()  # the file took every record: the log is whole again
+    emptied.append(encode_record(1, first))
+    assert emptied.records() == [(1, first)]
+    emptied.close(remove=True)
     again = AppendLog(path, sync=False)  # a restart drops the torn tail
     assert again.records() == [] and again.size == len(MAGIC)
     again.append(encode_record(1, first))

@@ -488,6 +488,7 @@ def test_a_damaged_record_ends_the_replay(tmp_path: Path) -> None:
         log_file.write(bytes([byte[0] ^ 1]))
     again = Served(tmp_path / "store.db")
     assert snapshot(again.storage) == held
+    assert len((tmp_path / "store.db-log.dropped").read_bytes()) > 20  # kept aside
     again.close()
 
 

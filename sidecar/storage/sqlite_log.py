@@ -11,8 +11,10 @@ answering; the rows reach the SQLite file later, thousands of records in one tra
   `sync` the log is also `fdatasync`ed before any reply, as SQLite's `FULL` would fsync.
 - **Recovery.** Opening replays the log into the file (in one transaction), then empties it.
   A record is `length, crc32, payload` (a `marshal`led `(number, Batch)`): a torn or damaged
-  record ends the replay there; it was never acknowledged (its reply leaves only after the
-  write returns), and neither was anything after it.
+  record ends the replay there. After a kill it is the only one and was never acknowledged (its
+  reply leaves only after the write returns); after a power loss under `synchronous=normal` it
+  and what follows are the last records the kernel had not written out. The dropped bytes are
+  kept in `PATH-log.dropped`.
 - **Idempotent and numbered.** Every row in a record is the whole row as of that record,
   deletes are deletes, and a rewritten session starts by deleting all its rows, so writing a
   record again changes nothing. Records are numbered, the numbers go on across emptyings, and
@@ -297,15 +299,24 @@ class AppendLog:
                 raise ValueError(f"{self.path}: a whole record at byte {at} cannot be read ({error})") from None
             at += _FRAME.size + length
         if at != end:
-            log.warning("%s: %d bytes at its end are not a whole record (never acknowledged); dropped", self.path, end - at)
+            # A kill leaves at most the start of one record (never acknowledged); a power loss
+            # or a damaged disk can leave more. The bytes are kept aside for whoever looks.
+            aside = self.path + ".dropped"
+            try:
+                with open(aside, "wb") as dropped:
+                    dropped.write(data[at:end])
+            except OSError as error:
+                aside = f"not kept ({error})"
+            log.warning("%s: the last %d bytes are not whole records; dropped, kept in %s", self.path, end - at, aside)
             os.ftruncate(self._fd, at)
             self.size = at
         return batches
 
     def empty(self) -> None:
-        """Drop every record (the file holds them now)."""
+        """Drop every record (the file holds them now), and any torn tail with them."""
         os.ftruncate(self._fd, len(MAGIC))
         self.size = len(MAGIC)
+        self.torn = False
 
     def close(self, remove: bool) -> None:
         os.close(self._fd)
