@@ -278,15 +278,17 @@ defmodule Demo.Durable do
     )
 
     parent = self()
+    killed = :atomics.new(1, [])
 
     tasks =
       for w <- 1..@writers do
-        Task.async(fn -> write_until_down(store, w, parent) end)
+        Task.async(fn -> write_until_down(store, w, parent, killed) end)
       end
 
     for w <- 1..@writers, do: receive(do: ({:warm, ^w} -> :ok))
     old_os_pid = Store.sidecar_info(store).os_pid
     SnakepitSidecar.OSProcess.kill(old_os_pid)
+    :atomics.put(killed, 1, 1)
     acknowledged = Task.await_many(tasks, 30_000)
     wait_until(fn -> Store.sidecar_info(store).os_pid not in [nil, old_os_pid] end)
     show("killed sidecar", old_os_pid)
@@ -320,15 +322,19 @@ defmodule Demo.Durable do
     if lost != 0, do: raise("#{lost} acknowledged writes were lost")
   end
 
-  defp write_until_down(store, w, parent) do
+  # Until its call in flight fails with the sidecar, or (a caller between two calls at the kill
+  # has none in flight: its next call would wait for the new sidecar) the kill is done.
+  defp write_until_down(store, w, parent, killed) do
     Enum.reduce_while(Stream.iterate(1, &(&1 + 1)), 0, fn n, acknowledged ->
       if n == 100, do: send(parent, {:warm, w})
 
       try do
+        if :atomics.get(killed, 1) == 1, do: throw(:killed)
         :ok = Store.update_variable(store, "ctx_durable", "counter_#{w}", n)
         {:cont, acknowledged + 1}
       catch
         :exit, {{:sidecar_down, _}, _} -> {:halt, {w, acknowledged}}
+        :killed -> {:halt, {w, acknowledged}}
       end
     end)
   end

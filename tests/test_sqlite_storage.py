@@ -135,6 +135,27 @@ def test_every_write_of_a_chunk_is_one_log_record_and_the_file_takes_many_in_one
     served.close()
 
 
+def test_a_variable_updated_many_times_in_a_chunk_is_encoded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidecar.storage.sqlite as sqlite_module
+
+    served = Served(tmp_path / "store.db")
+    served.call("create_session", "s", {})
+    served.call("register_variable", "s", A("t"), A("float"), 0.5)
+    encoded: list[Any] = []
+    real = sqlite_module.variable_bytes
+    monkeypatch.setattr(
+        sqlite_module, "variable_bytes", lambda variable, heads: encoded.append(variable) or real(variable, heads)
+    )
+    frames = b"".join(codec.encode_frame((A("call"), 100 + n, A("update_variable"), ["s", A("t"), n / 10])) for n in range(16))
+    served.sidecar.handle_input(frames)
+    assert [variable.version for variable in encoded] == [16]  # the chunk's last state, once
+    monkeypatch.undo()
+    served.storage._db.close()
+    again = Served(tmp_path / "store.db")
+    assert again.call("get_variable", "s", A("t"))[1][A("value")] == 1.5
+    again.close()
+
+
 def test_settle_writes_the_log_into_the_file_once_it_is_long_enough(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sidecar.storage.sqlite as sqlite_module
 

@@ -188,7 +188,12 @@ class SqliteStorage(MemoryStorage):
         self._encoded_rests: dict[tuple[int, int], tuple[Any, Any, bytes]] = {}
         """The bytes of what this chunk wrote, made when it was written (so a term that cannot
         be stored fails its own call, which is undone, not the chunk's flush), by the identity
-        of the (immutable) record or entry, checked against it; emptied by each flush."""
+        of the (immutable) record or entry, checked against it; emptied by each flush. Except
+        the hot path's: a variable `put_variable` stored is encoded at the flush, once however
+        often the chunk changed it (16 callers updating one variable: one encoding, not 16).
+        Its terms sit shallower in the file than in the replies whose depth the store already
+        checked (`store.nesting`), so that encoding fails only by a defect, which fails the
+        chunk (back to the durable state) rather than one call."""
         self._next_variable_seq = 1
         self._next_program_seq = 1
         self._program_seqs: dict[SessionId, dict[bytes, int]] = {}
@@ -417,7 +422,6 @@ class SqliteStorage(MemoryStorage):
 
     def put_variable(self, session_id: SessionId, variable: VariableRecord, index_key: Any) -> bool:
         new = super().put_variable(session_id, variable, index_key)
-        self._variable_bytes(variable)
         if new:  # a new id (or one deleted before) goes to the end of the order
             self._variable_seqs.setdefault(session_id, {})[variable.id] = self._next_variable_seq
             self._next_variable_seq += 1
