@@ -10,8 +10,10 @@ chunk's flush), and checks after every call that:
 * a call answered `{:error, _}` changed nothing: everything the storage holds (sessions with
   their headers, variables, index and programs, global programs, counters) is as it was.
 
-On SQLite, after each sequence, the file is opened again and must hold exactly what the memory
-of the sidecar that wrote it held.
+On SQLite, the log is written into the file after the setup and after some calls (drawn), and after each sequence
+the sidecar is killed (its file and log closed as a kill leaves them, nothing written into the
+file first) and the file opened again: the replay must give exactly what the memory of the
+sidecar that wrote it held; and again after a clean stop.
 """
 
 from __future__ import annotations
@@ -109,9 +111,9 @@ def _program_ids(sequence: list[tuple[Any, list]]) -> list:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(sequence=call_sequences)
+@given(sequence=call_sequences, applied_after=st.sets(st.integers(-1, 11), max_size=3))
 def test_any_call_sequence_gets_answers_and_errors_change_nothing(
-    backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]]
+    backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]], applied_after: set[int]
 ) -> None:
     directory = tmp_path_factory.mktemp("fuzz")
     storage = open_backend(backend, directory)
@@ -131,16 +133,24 @@ def test_any_call_sequence_gets_answers_and_errors_change_nothing(
     serve(A("register_variable"), ["s1", A("temp"), A("float"), 0.5, {A("constraints"): {A("min"): 0.0, A("max"): 1.0}}])
     serve(A("store_global_program"), ["g1", {A("a"): 1}])
     program_ids = _program_ids(sequence)
+    if -1 in applied_after and isinstance(storage, SqliteStorage):
+        storage._apply()  # the setup in the file, the sequence in the log
     try:
-        for name, args in sequence:
+        for at, (name, args) in enumerate(sequence):
             before = snapshot(storage, program_ids)
             result = serve(name, list(args)) if isinstance(name, Atom) else calls.dispatch(sidecar.store, name, list(args))[0]
             failed = type(result) is tuple and len(result) == 2 and result[0] is ERROR
             if failed:
                 assert not (type(result[1]) is tuple and result[1][:1] == (INTERNAL_ERROR,)), (name, args, result)
                 assert snapshot(storage, program_ids) == before, (name, args, result)
+            if at in applied_after and isinstance(storage, SqliteStorage):
+                storage._apply()
         if isinstance(storage, SqliteStorage):
             held = snapshot(storage, program_ids)
+            storage._db.close()  # killed: the log's records are replayed by the next open
+            storage._log.close(remove=False)
+            storage = SqliteStorage(storage.path)
+            assert snapshot(storage, program_ids) == held
             storage.close()
             storage = SqliteStorage(storage.path)
             assert snapshot(storage, program_ids) == held
