@@ -204,11 +204,18 @@ def test_a_read_only_chunk_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_second_sidecar_on_the_same_file_is_refused(tmp_path: Path) -> None:
-    first = SqliteStorage(str(tmp_path / "store.db"))
+    first = Served(tmp_path / "store.db")
+    first.call("create_session", "s", {})
+    log_bytes = (tmp_path / "store.db-log").read_bytes()
     with pytest.raises(StorageOpenError, match="in use by another sidecar"):
         SqliteStorage(str(tmp_path / "store.db"))
-    first.close()
-    SqliteStorage(str(tmp_path / "store.db")).close()  # free again once the first is closed
+    assert (tmp_path / "store.db-log").read_bytes() == log_bytes  # refused before the log
+    first.call("create_session", "t", {})
+    first.storage._db.close()  # killed: its log is replayed by the next open
+    first.storage._log.close(remove=False)
+    again = SqliteStorage(str(tmp_path / "store.db"))  # free again once the first is gone
+    assert sorted(again.sessions) == ["s", "t"]
+    again.close()
 
 
 def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
