@@ -353,12 +353,18 @@ def test_a_reset_empties_the_file(tmp_path: Path) -> None:
 # -- through a real subprocess ------------------------------------------------------------
 
 
-@pytest.mark.subprocess
-def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+def _sidecar_with_a_counter(tmp_path: Path) -> tuple[str, SubprocessClient]:
+    """A sidecar subprocess on `store.db`, with session "s" holding the integer variable `:t`."""
     option = f"sqlite:{tmp_path / 'store.db'}"
     sidecar = SubprocessClient("--storage", option)
     assert sidecar.call("create_session", "s")[0] is OK
     assert sidecar.call("register_variable", "s", A("t"), A("integer"), 0)[0] is OK
+    return option, sidecar
+
+
+@pytest.mark.subprocess
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    option, sidecar = _sidecar_with_a_counter(tmp_path)
     acknowledged = 0
     pipelined = [sidecar.send_call("update_variable", "s", A("t"), n) for n in range(1, 201)]
     for call_id in pipelined:
@@ -376,10 +382,7 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
 
 @pytest.mark.subprocess
 def test_the_serving_loop_writes_the_log_into_the_file_after_the_replies(tmp_path: Path) -> None:
-    option = f"sqlite:{tmp_path / 'store.db'}"
-    sidecar = SubprocessClient("--storage", option)
-    assert sidecar.call("create_session", "s")[0] is OK
-    assert sidecar.call("register_variable", "s", A("t"), A("integer"), 0)[0] is OK
+    option, sidecar = _sidecar_with_a_counter(tmp_path)
     record = os.path.getsize(tmp_path / "store.db-log")
     assert sidecar.call("update_variable", "s", A("t"), 1) is OK
     record = os.path.getsize(tmp_path / "store.db-log") - record  # one update's record
