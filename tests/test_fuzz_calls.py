@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from backends import BACKENDS, open_backend, snapshot
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_codec import terms as any_terms
 
@@ -112,6 +112,9 @@ def _program_ids(sequence: list[tuple[Any, list]]) -> list:
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sequence=call_sequences, applied_after=st.sets(st.integers(-1, 11), max_size=3))
+# rare when drawn: a session in the file, deleted (or deleted and made again) in the log, a kill
+@example(sequence=[(A("delete_session"), ["s1"])], applied_after={-1})
+@example(sequence=[(A("delete_session"), ["s1"]), (A("create_session"), ["s1", {}])], applied_after={-1})
 def test_any_call_sequence_gets_answers_and_errors_change_nothing(
     backend: str, tmp_path_factory: Any, sequence: list[tuple[Any, list]], applied_after: set[int]
 ) -> None:
