@@ -31,7 +31,9 @@ defmodule SnakepitSidecar.Connection do
 
     * `{:error, {:python_not_found, python}}`
     * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome` (for example
-      `python -m sidecar` could not import the package: check `:sidecar_path`)
+      `python -m sidecar` could not import the package: check `:sidecar_path`); `status` is its
+      exit status, or `:epipe` when it was gone before the `:hello` could be written (the port
+      then reports no status)
     * `{:error, {:unsupported_protocol, versions}}` — the sidecar speaks no version we speak
     * `{:error, {:hello_refused, reason, message}}` — the sidecar answered `:hello` with a
       `:protocol_error` (e.g. `{:invalid_option, key, value}`)

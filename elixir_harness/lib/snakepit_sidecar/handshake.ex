@@ -18,7 +18,8 @@ defmodule SnakepitSidecar.Handshake do
 
   Outcomes of a handshake that fails:
 
-    * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome`
+    * `{:error, {:sidecar_exited, status}}` — the process ended before `:welcome`: its exit
+      status, or the port's reason (`:epipe`) when it was gone before the `:hello` was written
     * `{:error, {:unsupported_protocol, versions}}` — the sidecar speaks no version we speak
     * `{:error, {:storage_unavailable, message}}` — the sidecar could not open its storage (a
       SQLite path that does not open or is in use, a Redis that cannot be reached)
