@@ -57,7 +57,7 @@ from sidecar.storage.records import (
     term_bytes,
     variable_bytes,
 )
-from sidecar.storage.sqlite_log import MAGIC, UPSERT_META, AppendLog, Batch, Pending, encode_record
+from sidecar.storage.sqlite_log import UPSERT_META, AppendLog, Batch, Pending, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class SqliteStorage(MemoryStorage):
             self._pending.add(batch)
             expected += 1
         self._log_number = expected - 1
-        if self._log.size > len(MAGIC):
+        if self._log.has_records:
             try:
                 self._apply()
             except (sqlite3.Error, OSError) as error:
@@ -491,7 +491,7 @@ class SqliteStorage(MemoryStorage):
 
     def flush(self) -> None:
         """Everything marked, as one record at the end of the log (durable when this returns)."""
-        if not (self._marks or self._rewrite or self._meta_dirty or self._wipe):
+        if not self.pending:
             return
         try:
             batch = self._collect_batch()
@@ -502,14 +502,18 @@ class SqliteStorage(MemoryStorage):
             self._forget_marks()
         self._log_number += 1
         self._pending.add(batch)
-        if self._pending.records >= 4 * LOG_APPLY_RECORDS or self._log.size >= 4 * LOG_APPLY_BYTES:
+        if self._log_is_long(4):
             self._apply_quietly()  # nobody called settle (in-process use): bound the log anyway
 
     def settle(self) -> None:
         """After the chunk's replies are out: the log's records into the file once there are
         enough of them."""
-        if self._pending.records >= LOG_APPLY_RECORDS or self._log.size >= LOG_APPLY_BYTES:
+        if self._log_is_long(1):
             self._apply_quietly()
+
+    def _log_is_long(self, factor: int) -> bool:
+        """Whether the log holds `factor` times LOG_APPLY_RECORDS records or LOG_APPLY_BYTES bytes."""
+        return self._pending.records >= factor * LOG_APPLY_RECORDS or self._log.size >= factor * LOG_APPLY_BYTES
 
     def _apply(self) -> None:
         """Every pending record into the file in one transaction (committed with an fsync:

@@ -126,9 +126,6 @@ class Pending:
         self.globals_: dict[bytes, Optional[tuple]] = {}
         self.meta: dict[str, int] = {}
 
-    def __bool__(self) -> bool:
-        return self.records > 0
-
     def add(self, batch: Batch) -> None:
         self.records += 1
         if batch.wipe:
@@ -312,6 +309,11 @@ class AppendLog:
             self.size = at
         return batches
 
+    @property
+    def has_records(self) -> bool:
+        """Whether anything follows the magic (whole records: `records` cut off the rest)."""
+        return self.size > len(MAGIC)
+
     def empty(self) -> None:
         """Drop every record (the file holds them now), and any torn tail with them."""
         os.ftruncate(self._fd, len(MAGIC))
@@ -325,6 +327,3 @@ class AppendLog:
                 os.unlink(self.path)
             except OSError:
                 pass
-
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"AppendLog({self.path!r}, size={self.size})"
